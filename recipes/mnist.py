@@ -1,0 +1,136 @@
+"""Handwritten digits: a small residual CNN on MNIST, sized for a Raspberry Pi.
+
+Reaches 99.6% test accuracy (float) with 73k parameters in ~12 minutes on 2 idle CPU cores
+(38 s per epoch; 16.7 min measured while other jobs shared the cores).
+
+    python recipes/mnist.py                        # functional residual CNN (shipped)
+    python recipes/mnist.py --model sequential     # the Sequential baseline
+
+Writes models/mnist.keras (or mnist_sequential.keras), its metrics JSON and PNG plots of
+the training curves and the confusion matrix. Next: python export/tflite.py models/mnist.keras
+
+The baseline is a flag rather than a second script: data, training and evaluation are the
+same, and only the ~10 lines that build the network differ.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from tinydigits import reports
+from tinydigits.blocks import classifier_head, conv_bn_relu, global_pool, max_pool, residual_block
+from tinydigits.datasets import load_mnist
+from tinydigits.files import atomic_path
+
+# ----------------------------------------------------------------------------- Setup
+EPOCHS = 18  # ~40 s each on 2 cores; 12 reached only 99.44%
+BATCH_SIZE = 128
+LEARNING_RATE = 3e-3  # peak; cosine decay to 0 over the run
+VALIDATION = 5000  # last 5,000 training images, for the curves only (test set is untouched)
+ROTATION = 0.03  # fraction of a full turn: +-11 degrees
+ZOOM = 0.12  # +-12%: MNIST digits are fitted to 20 px, real ones are not quite
+SHIFT = 0.08  # +-2 px: inference places the digit by centre of mass, so small shifts only
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--model", choices=["residual", "sequential"], default="residual",
+                    help="functional residual CNN (default) or the Sequential baseline")
+parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per step")
+parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="peak learning rate")
+parser.add_argument("--limit", type=int, default=0, help="train on this many images (smoke test)")
+parser.add_argument("--data-dir", help="dataset cache (default: $TINYDIGITS_DATA or data/)")
+parser.add_argument("--out-dir", default="models", help="where the model, metrics and plots go")
+parser.add_argument("--seed", type=int, default=1, help="random seed")
+args = parser.parse_args()
+keras.utils.set_random_seed(args.seed)
+name = "mnist" if args.model == "residual" else "mnist_sequential"
+out = Path(args.out_dir)
+
+# ------------------------------------------------------------------------------ Data
+(x_train, y_train), (x_test, y_test) = load_mnist(args.data_dir)
+# The model takes 28x28x1 float32 in [0, 1]: bright ink on black, as MNIST was made.
+x_train = (x_train[..., None] / 255.0).astype("float32")
+x_test = (x_test[..., None] / 255.0).astype("float32")
+x_val, y_val = x_train[-VALIDATION:], y_train[-VALIDATION:]
+x_train, y_train = x_train[:-VALIDATION], y_train[:-VALIDATION]
+if args.limit:
+    x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+
+augment = keras.Sequential([
+    layers.RandomRotation(ROTATION, fill_mode="constant"),
+    layers.RandomZoom(ZOOM, fill_mode="constant"),
+    layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant"),
+])
+train_ds = (
+    tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    .shuffle(len(x_train), seed=args.seed)
+    .batch(args.batch_size)
+    .map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    .prefetch(tf.data.AUTOTUNE)
+)
+
+# ----------------------------------------------------------------------------- Model
+def residual_cnn():
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = conv_bn_relu(inputs, 16)  # 28x28x16: narrow at full size keeps it fast
+    x = conv_bn_relu(x, 16)
+    x = max_pool(x)  # 14x14
+    x = residual_block(x, 32)
+    x = residual_block(x, 32)
+    x = max_pool(x)  # 7x7
+    x = residual_block(x, 48)
+    x = global_pool(x)  # 48
+    return keras.Model(inputs, classifier_head(x, 10, dropout=0.2), name=name)
+
+
+def sequential_cnn():
+    return keras.Sequential([
+        keras.Input((28, 28, 1), name="image"),
+        layers.Conv2D(16, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dropout(0.2),
+        layers.Dense(10, activation="softmax"),
+    ], name=name)
+
+
+model = residual_cnn() if args.model == "residual" else sequential_cnn()
+model.summary()
+
+# ----------------------------------------------------------------------------- Train
+steps = args.epochs * int(np.ceil(len(x_train) / args.batch_size))
+model.compile(
+    optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.lr, steps)),
+    loss="sparse_categorical_crossentropy",
+    metrics=["accuracy"],
+)
+start = time.time()
+history = model.fit(train_ds, epochs=args.epochs, validation_data=(x_val, y_val), verbose=2)
+train_seconds = time.time() - start
+
+# -------------------------------------------------------------------------- Evaluate
+probabilities = model.predict(x_test, batch_size=512, verbose=0)
+predicted = probabilities.argmax(axis=1)
+accuracy = float((predicted == y_test).mean())
+
+# ------------------------------------------------------------------------------ Save
+with atomic_path(out / f"{name}.keras", suffix=".keras") as tmp:
+    model.save(tmp)
+reports.plot_history(history.history, out / f"{name}.history.png", title=name)
+reports.plot_confusion(y_test, predicted, out / f"{name}.confusion.png", title=f"{name} test")
+reports.save_metrics({
+    "model": name, "dataset": "mnist", "parameters": model.count_params(),
+    "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+    "train_images": len(x_train), "train_seconds": round(train_seconds, 1),
+    "test_accuracy": accuracy, "test_errors": int((predicted != y_test).sum()),
+}, out / f"{name}.metrics.json")
+print(f"wrote {out / name}.keras; trained in {train_seconds / 60:.1f} min")
+print(f"test accuracy: {accuracy:.4f}")

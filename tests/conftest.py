@@ -1,0 +1,25 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+
+
+def run_cli(*args, env=None, timeout=120):
+    """Run `tinydigits ...` in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "tinydigits.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from tinydigits.datasets import load_mnist
+
+    return load_mnist()

@@ -1,0 +1,101 @@
+"""`tinydigits classify`: right digits on real files, one clear line per bad file."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REPO, run_cli
+from PIL import Image
+
+SAMPLE_IMAGES = sorted((REPO / "samples" / "images").glob("*.*"))
+
+
+def label_of(path):
+    return path.name.split("_")[0]
+
+
+def test_sample_images_get_their_digit():
+    assert len(SAMPLE_IMAGES) >= 8
+    out = run_cli("classify", *SAMPLE_IMAGES)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == len(SAMPLE_IMAGES)
+    for path, line in zip(SAMPLE_IMAGES, lines):
+        name, digit, confidence = line.split()
+        assert name == str(path)
+        assert digit == label_of(path), line
+        assert 0.0 <= float(confidence) <= 1.0
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    png = SAMPLE_IMAGES[0].read_bytes() if SAMPLE_IMAGES[0].suffix == ".png" else None
+    if png is None:
+        buf = tmp_path / "src.png"
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(buf)
+        png = buf.read_bytes()
+    files = {
+        "empty.png": (b"", "empty"),
+        "notes.png": (b"this is not an image\n" * 10, "not an image"),
+        "truncated.png": (png[: len(png) // 2], "truncated"),
+    }
+    paths = {}
+    for name, (data, reason) in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths[tmp_path / name] = reason
+    Image.new("L", (1, 1), 255).save(tmp_path / "tiny.png")
+    paths[tmp_path / "tiny.png"] = "1x1"
+    (tmp_path / "folder").mkdir()
+    paths[tmp_path / "folder"] = "directory"
+    paths[tmp_path / "missing.png"] = "no such file"
+    return paths
+
+
+def test_bad_inputs_give_one_line_each_and_the_good_file_is_still_classified(bad_files):
+    good = SAMPLE_IMAGES[0]
+    out = run_cli("classify", *bad_files, good)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    errors = out.stderr.strip().splitlines()
+    assert len(errors) == len(bad_files), out.stderr
+    for (path, reason), line in zip(bad_files.items(), errors):
+        assert str(path) in line and reason in line, (reason, line)
+    (line,) = out.stdout.strip().splitlines()
+    assert line.split()[:2] == [str(good), label_of(good)]
+
+
+def test_json_output_is_one_object_per_file(bad_files):
+    good = SAMPLE_IMAGES[0]
+    missing = next(p for p, r in bad_files.items() if r == "no such file")
+    out = run_cli("classify", "--json", good, missing)
+    assert out.returncode == 1
+    first, second = (json.loads(line) for line in out.stdout.strip().splitlines())
+    assert first["file"] == str(good) and first["digit"] == label_of(good)
+    assert 0 < first["confidence"] <= 1
+    assert second["file"] == str(missing) and "no such file" in second["error"]
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_model_variant_can_be_chosen(variant):
+    out = run_cli("classify", "--model", variant, *SAMPLE_IMAGES[:3])
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[1] for line in out.stdout.splitlines()] == \
+        [label_of(p) for p in SAMPLE_IMAGES[:3]]
+
+
+def test_a_bad_model_path_is_one_line_and_exit_2(tmp_path):
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"TFL3" + b"\0" * 100)
+    for model in (broken, tmp_path / "none.tflite"):
+        out = run_cli("classify", "--model", model, SAMPLE_IMAGES[0])
+        assert out.returncode == 2
+        assert "Traceback" not in out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert str(model) in line
+
+
+def test_help_and_usage_errors():
+    assert run_cli("--help").returncode == 0
+    assert "--model" in run_cli("classify", "--help").stdout
+    out = run_cli("classify")
+    assert out.returncode == 2 and "Traceback" not in out.stderr

@@ -1,0 +1,144 @@
+"""`tinydigits classify` (and later `listen`). Device side: NumPy + LiteRT only.
+
+Exit status: 0 every file classified; 1 some file refused (each named on stderr with
+the reason, the others still classified); 2 bad usage or no usable model.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tinydigits import __version__
+from tinydigits.errors import InputError, RuntimeUnavailable
+
+DEFAULT_MODELS = {"image": "mnist.int8_io.tflite", "audio": "spoken_digits.int8.tflite"}
+VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_io")
+AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au"}
+AUDIO_MAGIC = (b"RIFF", b"RF64", b"RIFX", b"fLaC", b"OggS", b"FORM", b".snd")
+
+
+def kind_of(path: Path) -> str:
+    """'audio' or 'image', from the suffix, else from the first bytes."""
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        return "audio"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    return "audio" if head in AUDIO_MAGIC else "image"
+
+
+class Models:
+    """Loads each model once, on first use, so an images-only call needs no audio model."""
+
+    def __init__(self, choice: str | None):
+        from tinydigits.runtime import models_dir
+
+        self.dir = models_dir()
+        self.choice = choice
+        self.loaded = {}
+
+    def path_for(self, kind: str) -> Path:
+        default = self.dir / DEFAULT_MODELS[kind]
+        if self.choice in VARIANTS:
+            return default.with_name(default.name.split(".")[0] + f".{self.choice}.tflite")
+        if self.choice and self._kind_of_model(Path(self.choice)) == kind:
+            return Path(self.choice)
+        return default
+
+    def _kind_of_model(self, path: Path) -> str:
+        return self.get_path(path).kind
+
+    def get_path(self, path: Path):
+        from tinydigits.runtime import Classifier
+
+        if path not in self.loaded:
+            try:
+                self.loaded[path] = Classifier(path)
+            except RuntimeUnavailable as e:
+                self.loaded[path] = e
+        if isinstance(self.loaded[path], Exception):
+            raise self.loaded[path]
+        return self.loaded[path]
+
+    def for_kind(self, kind: str):
+        return self.get_path(self.path_for(kind))
+
+
+def classify(args) -> int:
+    models = Models(args.model)
+    if args.model and args.model not in VARIANTS:
+        try:  # a model path given by the user must at least load
+            models.get_path(Path(args.model))
+        except RuntimeUnavailable as e:
+            print(f"tinydigits: error: {e}", file=sys.stderr)
+            return 2
+    failed = 0
+    for name in args.files:
+        path = Path(name)
+        kind = kind_of(path)
+        try:
+            classifier = models.for_kind(kind)
+            if kind == "image":
+                from tinydigits.images import preprocess_image
+
+                x = preprocess_image(path)
+            else:
+                from tinydigits.audio import prepare_wav
+
+                x = prepare_wav(path)
+            label, confidence = classifier.predict(x)
+        except (InputError, RuntimeUnavailable) as e:
+            failed += 1
+            message = str(e) if isinstance(e, InputError) else f"{name}: {e}"
+            print(f"tinydigits: error: {message}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": name, "error": message}), flush=True)
+            continue
+        if args.json:
+            print(json.dumps({"file": name, "kind": kind, "digit": label,
+                              "confidence": round(confidence, 4)}), flush=True)
+        else:
+            print(f"{name}  {label}  {confidence:.3f}", flush=True)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinydigits",
+        description="Classify handwritten and spoken digits with small LiteRT models.")
+    parser.add_argument("--version", action="version", version=f"tinydigits {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser(
+        "classify", help="classify image and WAV files",
+        description="Print one line per file: file, digit, confidence. Images (PNG, JPEG, "
+                    "...) of any size and polarity use the MNIST model; WAV/FLAC/OGG files "
+                    "use the spoken-digit model.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="images and/or WAV files")
+    p.add_argument("--model", metavar="VARIANT|PATH",
+                   help=f"a variant of the shipped models ({', '.join(VARIANTS)}) or a "
+                        ".tflite path (default: the shipped int8 models)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    p.set_defaults(run=classify)
+    try:
+        from tinydigits import listen
+    except ImportError:  # listen.py not there yet: classify still works
+        return parser
+    listen.add_parser(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
