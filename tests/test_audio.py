@@ -38,10 +38,8 @@ def _wav_header(channels=1, rate=8000, bits=16, data_bytes=0) -> bytes:
 
 
 def test_every_fsdd_clip_is_prepared_at_the_target_level(fsdd):
-    start = time.perf_counter()
+    # Speed is a benchmark's business, not a test's: ~0.25 ms per clip on the dev box.
     prepared = [audio.prepare_clip(x, fsdd.sample_rate) for x in fsdd.audio]
-    per_clip = (time.perf_counter() - start) / len(fsdd.audio)
-    assert per_clip < 1e-3  # measured 0.25 ms on the dev box, 2 shared cores
 
     rms, cropped_rms = [], []
     for out in prepared:

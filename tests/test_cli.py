@@ -99,3 +99,38 @@ def test_help_and_usage_errors():
     assert "--model" in run_cli("classify", "--help").stdout
     out = run_cli("classify")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_wavs_and_images_in_one_call():
+    wavs = sorted((REPO / "samples" / "audio").glob("[0-9]_*.wav"))
+    assert len(wavs) >= 4
+    out = run_cli("classify", SAMPLE_IMAGES[0], *wavs)
+    assert out.returncode == 0, out.stderr
+    answers = [line.split()[1] for line in out.stdout.strip().splitlines()]
+    assert answers == [label_of(p) for p in [SAMPLE_IMAGES[0], *wavs]]
+
+
+def test_bad_wavs_give_one_line_each(tmp_path):
+    import soundfile as sf
+
+    rate = 8000
+    (tmp_path / "empty.wav").write_bytes(b"")
+    sf.write(tmp_path / "header_only.wav", np.zeros(0, np.int16), rate)
+    (tmp_path / "not_a.wav").write_text("RIFF? no, just text\n" * 20)
+    sf.write(tmp_path / "10ms.wav", np.full(80, 0.3, np.float32), rate)
+    sf.write(tmp_path / "silent.wav", np.zeros(rate, np.int16), rate)
+    with sf.SoundFile(tmp_path / "ten_minutes.wav", "w", rate, 1, "PCM_16") as f:
+        for _ in range(600):
+            f.write(np.zeros(rate, np.int16))
+    reasons = {"empty.wav": "empty file", "header_only.wav": "no audio samples",
+               "not_a.wav": "not a WAV file", "10ms.wav": "too short",
+               "silent.wav": "no speech found", "ten_minutes.wav": "too long"}
+    good = sorted((REPO / "samples" / "audio").glob("[0-9]_*.wav"))[0]
+    out = run_cli("classify", *(tmp_path / n for n in reasons), good)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    errors = out.stderr.strip().splitlines()
+    assert len(errors) == len(reasons), out.stderr
+    for (name, reason), line in zip(reasons.items(), errors):
+        assert str(tmp_path / name) in line and reason in line, (reason, line)
+    assert out.stdout.split()[:2] == [str(good), label_of(good)]
