@@ -12,6 +12,7 @@ from pathlib import Path
 from tinydigits import __version__
 from tinydigits.errors import InputError, RuntimeUnavailable
 
+# The shipped model for each kind of input; --model VARIANT picks models/{stem}.{VARIANT}.tflite
 DEFAULT_MODELS = {"image": "mnist.int8_io.tflite", "audio": "spoken_digits.int8.tflite"}
 VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_io")
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au"}
@@ -31,47 +32,41 @@ def kind_of(path: Path) -> str:
 
 
 class Models:
-    """Loads each model once, on first use, so an images-only call needs no audio model."""
+    """The classifier for each kind of input, loaded on first use and kept: an images-only
+    call never loads the audio model. A model that fails to load fails the same way for
+    every file that needs it."""
 
     def __init__(self, choice: str | None):
         from tinydigits.runtime import models_dir
 
-        self.dir = models_dir()
-        self.choice = choice
-        self.loaded = {}
+        self.dir, self.choice, self.cache = models_dir(), choice, {}
 
-    def path_for(self, kind: str) -> Path:
-        default = self.dir / DEFAULT_MODELS[kind]
-        if self.choice in VARIANTS:
-            return default.with_name(default.name.split(".")[0] + f".{self.choice}.tflite")
-        if self.choice and self._kind_of_model(Path(self.choice)) == kind:
-            return Path(self.choice)
-        return default
-
-    def _kind_of_model(self, path: Path) -> str:
-        return self.get_path(path).kind
-
-    def get_path(self, path: Path):
+    def load(self, path: Path):
         from tinydigits.runtime import Classifier
 
-        if path not in self.loaded:
+        if path not in self.cache:
             try:
-                self.loaded[path] = Classifier(path)
+                self.cache[path] = Classifier(path)
             except RuntimeUnavailable as e:
-                self.loaded[path] = e
-        if isinstance(self.loaded[path], Exception):
-            raise self.loaded[path]
-        return self.loaded[path]
+                self.cache[path] = e
+        if isinstance(self.cache[path], RuntimeUnavailable):
+            raise self.cache[path]
+        return self.cache[path]
 
     def for_kind(self, kind: str):
-        return self.get_path(self.path_for(kind))
+        default = DEFAULT_MODELS[kind]
+        if self.choice in VARIANTS:  # that variant of the shipped model for each kind
+            return self.load(self.dir / f"{default.split('.')[0]}.{self.choice}.tflite")
+        if self.choice and self.load(Path(self.choice)).kind == kind:
+            return self.load(Path(self.choice))
+        return self.load(self.dir / default)
 
 
 def classify(args) -> int:
     models = Models(args.model)
     if args.model and args.model not in VARIANTS:
         try:  # a model path given by the user must at least load
-            models.get_path(Path(args.model))
+            models.load(Path(args.model))
         except RuntimeUnavailable as e:
             print(f"tinydigits: error: {e}", file=sys.stderr)
             return 2
