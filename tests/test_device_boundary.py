@@ -24,7 +24,8 @@ def heavy_modules_after(body, argv=()):
 
 def test_importing_the_device_modules_loads_no_tensorflow():
     body = "import tinydigits, tinydigits.runtime, tinydigits.cli, tinydigits.images, " \
-           "tinydigits.audio, tinydigits.features, tinydigits.files, tinydigits.errors"
+           "tinydigits.audio, tinydigits.listen, tinydigits.features, tinydigits.files, " \
+           "tinydigits.errors"
     assert heavy_modules_after(body) == []
 
 
@@ -35,6 +36,14 @@ def test_classify_command_runs_without_tensorflow():
             "except SystemExit as e:\n    code = e.code\n"
             "assert code == 0, code")
     assert heavy_modules_after(body, ["classify", str(image)]) == []
+
+
+def test_listen_on_a_file_runs_without_tensorflow():
+    stream = REPO / "samples" / "audio" / "stream_16k.wav"
+    body = ("from tinydigits.cli import main\n"
+            "code = main(sys.argv[1:])\n"
+            "assert code == 0, code")
+    assert heavy_modules_after(body, ["listen", "--input", str(stream)]) == []
 
 
 def test_the_check_itself_can_fail():

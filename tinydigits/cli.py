@@ -1,4 +1,4 @@
-"""`tinydigits classify` (and later `listen`). Device side: NumPy + LiteRT only.
+"""`tinydigits classify` and `tinydigits listen`. Device side: NumPy + LiteRT only.
 
 Exit status: 0 every file classified; 1 some file refused (each named on stderr with
 the reason, the others still classified); 2 bad usage or no usable model.
@@ -6,10 +6,11 @@ the reason, the others still classified); 2 bad usage or no usable model.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from tinydigits import __version__
+from tinydigits import __version__, listen
 from tinydigits.errors import InputError, RuntimeUnavailable
 
 # The shipped model for each kind of input; --model VARIANT picks models/{stem}.{VARIANT}.tflite
@@ -117,10 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
                         ".tflite path (default: the shipped int8 models)")
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.set_defaults(run=classify)
-    try:
-        from tinydigits import listen
-    except ImportError:  # listen.py not there yet: classify still works
-        return parser
     listen.add_parser(commands)
     return parser
 
@@ -131,7 +128,8 @@ def main(argv=None) -> int:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `tinydigits ... | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
