@@ -42,7 +42,7 @@ EPOCHS = 40  # ~10 s each on 2 cores; every epoch sees fresh re-recordings
 BATCH_SIZE = 64
 LEARNING_RATE = 3e-3  # peak; cosine decay to 0
 CLEAN_FRACTION = 0.2  # share of clips left un-augmented each epoch: FSDD itself still counts
-NOT_A_DIGIT_FRACTION = 0.1  # extra examples of class 10: breath, clicks, hum, scraps of words
+NOT_A_DIGIT_FRACTION = 0.15  # extra examples of class 10: breath, typing, knocks, hum, scraps
 CLASSES = 11  # digits 0-9 and "none", so `listen` can stay quiet for sounds that are not digits
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

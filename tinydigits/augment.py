@@ -91,29 +91,51 @@ def _envelope(n, rng):
     return env
 
 
+def _clicks(n, rng, count):
+    """Sharp decaying bursts at random times: keys, taps, a mouse."""
+    x = np.zeros(n)
+    for start in rng.integers(0, n - 200, count):
+        length = int(rng.integers(20, 200))
+        x[start:start + length] += rng.uniform(0.3, 1) * rng.standard_normal(length) * np.exp(
+            -np.arange(length) / rng.uniform(5, 40))
+    return x
+
+
 def not_a_digit(rng, fragments=None):
     """A sound that `listen` will hear between digits and must not print: breath, rustle,
-    clicks and typing, hum, whistles, a cough-like burst, or a 40-120 ms scrap of speech."""
+    clicks and typing, knocks, creaks and buzzes, hum, whistles, a cough-like burst, or a
+    40-120 ms scrap of speech."""
     n = int(rng.uniform(0.3, 1.2) * RATE)
     t = np.arange(n) / RATE
-    kind = rng.integers(6)
+    kind = rng.integers(9)
     if kind == 0:  # breath / rustle: shaped noise swelling and fading
         x = coloured_noise(n, rng, rng.uniform(0, 2)) * _envelope(n, rng)
         x = tilt(x.astype(np.float32), rng)
-    elif kind == 1:  # clicks and typing: a few sharp decaying bursts
-        x = np.zeros(n)
-        for start in rng.integers(0, n - 200, rng.integers(1, 12)):
-            length = int(rng.integers(20, 200))
-            x[start:start + length] += rng.standard_normal(length) * np.exp(
-                -np.arange(length) / rng.uniform(5, 40))
-    elif kind == 2:  # mains hum and its harmonics, switched on and off
+    elif kind == 1:  # a few clicks
+        x = _clicks(n, rng, rng.integers(1, 6))
+    elif kind == 2:  # typing: a dense run of clicks
+        x = _clicks(n, rng, rng.integers(6, 40))
+    elif kind == 3:  # mains hum and its harmonics, switched on and off
         f0 = rng.choice([50.0, 60.0])
         x = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k for k in range(1, 6))
         x = x * _envelope(n, rng)
-    elif kind == 3:  # whistle or beep: a tone, maybe sweeping
+    elif kind == 4:  # whistle or beep: a tone, maybe sweeping
         f = rng.uniform(300, 3000) + rng.uniform(-500, 500) * t
         x = np.sin(2 * np.pi * np.cumsum(f) / RATE) * _envelope(n, rng)
-    elif kind == 4:  # cough / thump: a loud short broadband burst
+    elif kind == 5:  # knock / thump: low damped resonances, one or a few
+        x = np.zeros(n)
+        for start in rng.integers(0, n - 100, rng.integers(1, 4)):
+            length = min(n - start, int(rng.uniform(0.03, 0.25) * RATE))
+            tt = np.arange(length) / RATE
+            f = rng.uniform(60, 400)
+            x[start:start + length] += np.sin(2 * np.pi * f * tt) * np.exp(-tt / rng.uniform(
+                0.01, 0.06)) + 0.2 * rng.standard_normal(length) * np.exp(-tt / 0.005)
+    elif kind == 6:  # creak / buzz: a pulse train with no vowel in it (door, chair, motor)
+        f0 = rng.uniform(40, 300) * (1 + rng.uniform(-0.3, 0.3) * t)
+        phase = np.cumsum(f0) / RATE
+        x = (np.mod(phase, 1.0) < rng.uniform(0.05, 0.5)).astype(float) - 0.5
+        x = tilt(x.astype(np.float32), rng) * _envelope(n, rng)
+    elif kind == 7:  # cough / thump: a loud short broadband burst
         length = int(rng.uniform(0.05, 0.25) * RATE)
         x = np.zeros(n)
         x[:length] = coloured_noise(length, rng, 1.0) * np.exp(-np.arange(length) / (0.3 * length))
