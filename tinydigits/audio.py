@@ -19,6 +19,7 @@ import soxr
 
 from tinydigits.errors import InputError
 from tinydigits.features import AUDIO
+from tinydigits.runtime import _quiet_native_stderr
 
 # Reading files.
 MAX_SECONDS = 10.0  # classify refuses longer files: a stream belongs to `tinydigits listen --input`
@@ -73,7 +74,8 @@ def read_wav(path, max_seconds=MAX_SECONDS) -> tuple[np.ndarray, int]:
         raise InputError(path, f"cannot open ({e.strerror})") from None
 
     try:
-        info = sf.info(str(path))
+        with _quiet_native_stderr():  # libmpg123 prints "Note: Illegal Audio-MPEG-Header"
+            info = sf.info(str(path))  # for any file it takes for MPEG audio
     except Exception as e:  # sf.LibsndfileError for anything libsndfile cannot parse
         reason = getattr(e, "error_string", None) or str(e)
         raise InputError(path, f"not a WAV file (libsndfile: {reason.rstrip('.')})") from None
@@ -98,13 +100,13 @@ def read_wav(path, max_seconds=MAX_SECONDS) -> tuple[np.ndarray, int]:
     mono = np.zeros(frames, np.float32)
     got = 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with _quiet_native_stderr(), sf.SoundFile(str(path)) as f:
             block = np.empty((min(READ_BLOCK, frames), channels), np.float32)
             while got < frames:
                 k = f.read(min(len(block), frames - got), dtype="float32", out=block).shape[0]
                 if k == 0:
                     break  # truncated: libsndfile returns fewer frames than declared
-                block[:k].mean(axis=1, out=mono[got : got + k])
+                mono[got : got + k] = block[:k].mean(axis=1, dtype=np.float64)  # no overflow
                 got += k
     except Exception as e:  # corrupt data part-way: keep what decoded, if it is enough
         if got == 0:

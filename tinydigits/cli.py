@@ -24,6 +24,8 @@ def kind_of(path: Path) -> str:
     """'audio' or 'image', from the suffix, else from the first bytes."""
     if path.suffix.lower() in AUDIO_SUFFIXES:
         return "audio"
+    if not path.is_file():  # a FIFO would block the sniffing read; the reader refuses it
+        return "image"
     try:
         with open(path, "rb") as f:
             head = f.read(4)

@@ -7,6 +7,7 @@ temporary folder that is renamed into place when complete. A cached file that fa
 its checks raises `DatasetError` naming the file and the command that fixes it.
 """
 
+import io
 import os
 import re
 import shutil
@@ -117,7 +118,7 @@ def safe_extract(archive, dest, max_bytes=MAX_ARCHIVE_BYTES) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
             total = 0
-            for member in tar.getmembers():
+            for member in tar:  # header by header: a bomb is refused before it is inflated
                 name = member.name
                 target = (dest / name).resolve()
                 if os.path.isabs(name) or not target.is_relative_to(dest):
@@ -209,12 +210,17 @@ def load_fsdd(path=None) -> SpokenDigits:
     for name in names:
         d, s, i = _FSDD_NAME.match(name).groups()
         try:
-            x, rate = sf.read(recordings / name, dtype="float32", always_2d=True)
+            data = (recordings / name).read_bytes()
+            declared = int.from_bytes(data[4:8], "little") + 8  # RIFF's size, as FSDD writes it
+            if declared != len(data):  # libsndfile would quietly read what is left
+                raise ValueError(f"{len(data)} bytes where its header says {declared}")
+            x, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
         except Exception as e:
-            raise DatasetError(f"{recordings / name}: unreadable ({e}); "
+            raise DatasetError(f"{recordings / name}: truncated or unreadable ({e}); "
                                f"{_fix_hint(recordings.parent)}") from None
         if rate != 8000 or len(x) == 0:
-            raise DatasetError(f"{recordings / name}: {rate} Hz, {len(x)} samples; expected 8 kHz")
+            raise DatasetError(f"{recordings / name}: {rate} Hz, {len(x)} samples; expected "
+                               f"8 kHz; {_fix_hint(recordings.parent)}")
         audio.append(x.mean(axis=1))
         digit.append(int(d))
         speaker.append(s)

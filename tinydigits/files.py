@@ -17,12 +17,12 @@ def atomic_path(dest, suffix=""):
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
-    os.close(fd)
     tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model or report is for everyone
-    try:
+    try:  # from here on, Ctrl-C anywhere still removes the temporary file
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model or report is for everyone
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -6,7 +6,10 @@ way MNIST was made: crop to the ink, fit the longer side to 20 px, and place the
 mass at the centre of a 28x28 frame. A file that cannot be handled raises `InputError`.
 """
 
+import contextlib
+import io
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -32,6 +35,7 @@ SPECK = 0.02  # a piece with 2% of its ink anywhere; smaller pieces farther away
 THIN = 0.8  # px at 20 px box; thinner strokes are thickened (MNIST's 1st percentile: 1.0)
 STROKE = 1.8  # px at 20 px box: MNIST's median of 2*area/perimeter of pixels > 0.5 (1.84)
 RESAMPLE = Image.Resampling.LANCZOS  # anti-aliased, keeps strokes crisp like MNIST's
+STRIP_PIXELS = 2**21  # source pixels converted and box-averaged at a time (8 MB as RGBA)
 
 
 def load_image(path) -> np.ndarray:
@@ -45,6 +49,8 @@ def load_image(path) -> np.ndarray:
         raise InputError(path, "no such file")
     if path.is_dir():
         raise InputError(path, "is a directory")
+    if not path.is_file():
+        raise InputError(path, "not a regular file")  # a FIFO or device would block or never end
     if path.stat().st_size == 0:
         raise InputError(path, "empty file")
     ink = _normalise(_decode(path))
@@ -55,11 +61,11 @@ def load_image(path) -> np.ndarray:
 
 def _decode(path: Path) -> np.ndarray:
     """Open, check the declared size before any pixel is decoded, then decode to gray."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.ExitStack() as files:
         warnings.simplefilter("ignore")  # Pillow's asides ("Corrupt EXIF data") are not for users
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(path)
+            img = Image.open(files.enter_context(_BoundedFile(path)))
         except UnidentifiedImageError:
             raise InputError(path, "not an image (unrecognised file format)") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -82,23 +88,45 @@ def _decode(path: Path) -> np.ndarray:
                 if factor > 1:
                     img.draft(None, (w // factor, h // factor))  # JPEG: decode at 1/2, 1/4, 1/8
                 img.load()
-                return _to_gray(ImageOps.exif_transpose(img))
+                ImageOps.exif_transpose(img, in_place=True)  # a copy would be another 160 MB
+                return _to_gray(img)
             except Exception as e:  # OSError, SyntaxError, ValueError, struct.error, zlib...
-                raise InputError(path, f"truncated or corrupt image ({e})") from None
+                reason = str(e) or type(e).__name__  # a MemoryError has no message
+                raise InputError(path, f"truncated or corrupt image ({reason})") from None
+
+
+class _BoundedFile(io.BufferedReader):
+    """A file whose read(n) never asks for more than is left in it.
+
+    Pillow's PNG reader skips the rest of an IDAT chunk with fp.read(its declared length),
+    and Python allocates that many bytes before reading: a corrupt length of 0x7ffffff0
+    asked for 2 GB (found by tests/test_fuzz.py).
+    """
+
+    def __init__(self, path):
+        super().__init__(io.FileIO(path, "rb"))
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size=-1):
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self.tell()))
+        return super().read(size)
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:
     """Luminance in [0, 1], at most WORK_SIDE px; transparent areas become contrasting paper."""
     wide = img.mode in ("I", "F") or img.mode.startswith("I;16")  # 16/32-bit, float
-    if img.mode not in ("F", "L", "RGB", "RGBA"):
-        img = img.convert("F" if wide else "RGBA")  # palette, 1-bit, LA, CMYK...: with alpha
+    # Palette, 1-bit, LA, CMYK...: read as RGBA, so that any transparency is kept.
+    mode = img.mode if img.mode in ("F", "L", "RGB", "RGBA") else "F" if wide else "RGBA"
     factor = math.ceil(max(img.size) / WORK_SIDE)
     if factor > 1:  # box-average in Pillow, before any float copy of 40 MP exists
-        img = img.resize((-(-img.width // factor), -(-img.height // factor)), Image.Resampling.BOX)
+        img = _shrink(img, (-(-img.width // factor), -(-img.height // factor)), mode)
+    elif img.mode != mode:
+        img = img.convert(mode)
     pixels = np.asarray(img, dtype=np.float32)
     if wide:  # the bit depth is unknown (16-bit PNG, float TIFF): scale by the range in use
-        pixels = np.nan_to_num(pixels)
-        top = pixels.max()
+        pixels = np.nan_to_num(pixels)  # +-inf become +-3.4e38: the scaling below tames them
+        top = np.abs(pixels).max()  # abs: a float image may be negative (ink below paper)
         return pixels / next(s for s in (1, 255, 65535, top) if top <= s)
     if img.mode == "L":
         return pixels / 255
@@ -109,6 +137,27 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         paper = 1.0 if stroke < 0.5 else 0.0  # black strokes on white, white ones on black
         gray = alpha * gray + (1 - alpha) * paper
     return gray.astype(np.float32)
+
+
+def _shrink(img: Image.Image, size, mode) -> Image.Image:
+    """`img.convert(mode).resize(size, BOX)`, a strip of rows at a time.
+
+    Converting (a palette to RGBA is 4x) and resizing (Pillow premultiplies alpha in a
+    full-size copy) a 40 MP image at once took 3x the decoded image (480 MB for RGBA);
+    strips keep it to the decoded image plus ~STRIP_PIXELS.
+    """
+    w, h = img.size
+    rows_per = h / size[1]  # source rows per output row (BOX boxes may be fractional)
+    step = max(1, int(STRIP_PIXELS / (w * rows_per)))  # output rows per strip
+    out = Image.new(mode, size)
+    for r0 in range(0, size[1], step):
+        r1 = min(size[1], r0 + step)
+        y0, y1 = r0 * rows_per, r1 * rows_per
+        top, bottom = math.floor(y0), min(h, math.ceil(y1))
+        strip = img.crop((0, top, w, bottom)).convert(mode)
+        box = (0, y0 - top, w, min(y1, h) - top)
+        out.paste(strip.resize((size[0], r1 - r0), Image.Resampling.BOX, box=box), (0, r0))
+    return out
 
 
 def _normalise(gray: np.ndarray):

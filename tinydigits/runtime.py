@@ -7,7 +7,10 @@ receive float32.
 """
 
 import contextlib
+import math
+import mmap
 import os
+import struct
 import sys
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from tinydigits.errors import RuntimeUnavailable
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LABELS = [str(d) for d in range(10)]
 NOT_A_DIGIT = "none"  # label of an optional 11th class: noise, clicks, breath, not a digit
+MAX_TENSOR_BYTES = 64 * 2**20  # our largest tensor is 253 KB (spoken digits: 101x40x16 float32)
+_TENSOR_DTYPES = {np.dtype(t) for t in ("float32", "int8", "uint8")}  # what _quantize handles
 
 
 def models_dir() -> Path:
@@ -62,19 +67,52 @@ def _quiet_native_stderr():
         os.close(saved)
 
 
+def _lists_a_subgraph(path: Path) -> bool:
+    """False if the `.tflite` flatbuffer's root table has no `subgraphs` (field 2) or an
+    empty one. LiteRT 2.3's verifier accepts such a file and its InterpreterBuilder then
+    dereferences the missing vector: a segfault (found by tests/test_fuzz.py). Anything
+    this cannot follow returns True and is left to LiteRT's own verifier."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < 8:
+            return True
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # reads ~5 pages
+
+            def read(fmt, pos):
+                if not 0 <= pos <= len(data) - struct.calcsize(fmt):
+                    raise ValueError("out of bounds")
+                return struct.unpack_from(fmt, data, pos)[0]
+
+            try:
+                root = read("<I", 0)
+                vtable = root - read("<i", root)
+                if read("<H", vtable) < 4 + 2 * 3:  # the vtable ends before field 2's slot
+                    return False
+                field = read("<H", vtable + 4 + 2 * 2)
+                return field != 0 and read("<I", root + field + read("<I", root + field)) > 0
+            except ValueError:
+                return True
+
+
 class Classifier:
     """A `.tflite` model that maps one input (no batch axis) to class probabilities."""
 
     def __init__(self, model_path, num_threads=1):
         self.path = Path(model_path)
         if not self.path.is_file():
-            raise RuntimeUnavailable(f"{self.path}: no such model file")
+            raise RuntimeUnavailable(f"{self.path}: " + (
+                "not a regular file" if self.path.exists() else "no such model file"))
         Interpreter, self.runtime = _interpreter_class()
+        if not _lists_a_subgraph(self.path):
+            raise RuntimeUnavailable(f"{self.path}: {self.runtime} cannot load it "
+                                     "(the model lists no subgraph)")
         try:
             with _quiet_native_stderr():
                 self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+                self._check_tensors()  # before allocate_tensors, which would abort or swap
                 self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
+                inputs = self.interpreter.get_input_details()
+                outputs = self.interpreter.get_output_details()
+        except (ValueError, RuntimeError) as e:  # UnicodeDecodeError too: a corrupt tensor name
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             hint = ""
             if self.runtime == "tflite-runtime":
@@ -82,12 +120,45 @@ class Classifier:
                         "pip install ai-edge-litert==2.3.0")
             raise RuntimeUnavailable(
                 f"{self.path}: {self.runtime} cannot load it ({first}){hint}") from None
-        (self._in,) = self.interpreter.get_input_details()
-        (self._out,) = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RuntimeUnavailable(f"{self.path}: has {len(inputs)} inputs and {len(outputs)} "
+                                     "outputs; a digit classifier has one of each")
+        self._in, self._out = inputs[0], outputs[0]
+        in_shape, out_shape = [d.tolist() for d in (self._in["shape"], self._out["shape"])]
+        if (len(in_shape) < 2 or in_shape[0] != 1 or min(in_shape) < 1
+                or len(out_shape) != 2 or out_shape[0] != 1
+                or not 2 <= out_shape[1] <= len(LABELS) + 1
+                or any(np.dtype(d["dtype"]) not in _TENSOR_DTYPES for d in (self._in, self._out))
+                or any(np.dtype(d["dtype"]).kind != "f" and not d["quantization"][0] > 0
+                       for d in (self._in, self._out))):
+            raise RuntimeUnavailable(
+                f"{self.path}: maps {np.dtype(self._in['dtype'])}{in_shape} to "
+                f"{np.dtype(self._out['dtype'])}{out_shape}; not a digit classifier "
+                "(expected one input with a batch of 1 and class scores out)")
         self.input_shape = tuple(int(d) for d in self._in["shape"][1:])
         self.input_dtype = np.dtype(self._in["dtype"])
         self.classes = int(self._out["shape"][-1])
         self.labels = LABELS + [NOT_A_DIGIT] * (self.classes - len(LABELS))
+
+    def _check_tensors(self):
+        """Refuse what a corrupt file can declare and LiteRT would act on: scales its kernels
+        abort the whole process on (a CHECK, not an error), and shapes asking for gigabytes."""
+        # The wrapper's per-tensor calls, not get_tensor_details(): that silently skips any
+        # tensor whose name is not UTF-8, and a corrupt name must not hide a corrupt scale.
+        wrapper = self.interpreter._interpreter
+        if not hasattr(wrapper, "NumSubgraphs"):  # an older tflite-runtime: cannot check
+            return
+        for g in range(wrapper.NumSubgraphs()):
+            for i in range(wrapper.NumTensors(g)):
+                shape, dtype = wrapper.TensorSize(i, g), wrapper.TensorType(i, g)
+                size = math.prod(int(d) for d in shape) * (np.dtype(dtype).itemsize if dtype else 1)
+                if size > MAX_TENSOR_BYTES:
+                    raise ValueError(f"tensor {i} of shape {shape.tolist()} would take "
+                                     f"{size / 2**20:,.0f} MiB")
+                scales = np.asarray(wrapper.TensorQuantizationParameters(i, g)[0])
+                bad = ~(np.isfinite(scales) & (scales > 0))
+                if bad.any():
+                    raise ValueError(f"tensor {i} has quantization scale {scales[bad][0]:g}")
 
     @property
     def kind(self) -> str:
@@ -110,10 +181,23 @@ class Classifier:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (float32, shape (classes,)) for one input."""
-        x = np.asarray(x, dtype=np.float32).reshape((1, *self.input_shape))
-        self.interpreter.set_tensor(self._in["index"], self._quantize(x))
-        self.interpreter.invoke()
-        return self._dequantize(self.interpreter.get_tensor(self._out["index"])[0])
+        x = np.asarray(x, dtype=np.float32)
+        if x.size != np.prod(self.input_shape):
+            raise RuntimeUnavailable(
+                f"{self.path}: takes input {self.input_shape}, not {x.shape}")
+        try:
+            self.interpreter.set_tensor(self._in["index"],
+                                        self._quantize(x.reshape((1, *self.input_shape))))
+            self.interpreter.invoke()
+            q = self.interpreter.get_tensor(self._out["index"])[0]
+        except (ValueError, RuntimeError) as e:  # a kernel's own check failed at run time
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RuntimeUnavailable(
+                f"{self.path}: {self.runtime} cannot run it ({first})") from None
+        p = self._dequantize(q)
+        if not np.isfinite(p).all():  # corrupt weights; argmax would pick a class at random
+            raise RuntimeUnavailable(f"{self.path}: gives non-finite scores (a corrupt model?)")
+        return p
 
     def predict(self, x: np.ndarray) -> tuple[str, float]:
         """(label, confidence) for one input."""
