@@ -167,8 +167,8 @@ def test_thirty_seconds_of_noise_print_nothing(tmp_path):
 @pytest.mark.parametrize("kind", ["missing", "directory", "text", "empty", "truncated"])
 def test_a_bad_input_file_is_one_line_and_exit_1(tmp_path, digit_stream, kind):
     path = tmp_path / f"{kind}.wav"
-    reason = {"missing": "no such file", "directory": "directory", "text": "not an audio file",
-              "empty": "empty", "truncated": "not an audio file"}[kind]
+    reason = {"missing": "no such file", "directory": "directory", "text": "not a WAV file",
+              "empty": "empty", "truncated": "not a WAV file"}[kind]
     if kind == "directory":
         path.mkdir()
     elif kind == "text":

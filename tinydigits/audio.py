@@ -48,13 +48,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def read_wav(path, max_seconds=MAX_SECONDS) -> tuple[np.ndarray, int]:
-    """Decode an audio file into float32 mono in [-1, 1] and its sample rate.
-
-    Any format libsndfile reads (WAV, WAVEX, RF64, FLAC, OGG...), any rate in 4-192 kHz,
-    up to 32 channels (mixed to mono by their mean), 8-bit to 64-bit float samples.
-    The length is checked from the header, so an over-long file is never read.
-    """
+def audio_info(path) -> tuple[int, int, int]:
+    """(rate, channels, frames) from the file's header, after checking that it is a regular,
+    non-empty file that libsndfile can parse, with a usable rate and channel count. Reads
+    no samples: `read_wav` and `listen --input` both start here."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -89,6 +86,17 @@ def read_wav(path, max_seconds=MAX_SECONDS) -> tuple[np.ndarray, int]:
         raise InputError(path, f"{channels} channels; at most {MAX_CHANNELS} are supported")
     if frames <= 0:
         raise InputError(path, "no audio samples")
+    return rate, channels, frames
+
+
+def read_wav(path, max_seconds=MAX_SECONDS) -> tuple[np.ndarray, int]:
+    """Decode an audio file into float32 mono in [-1, 1] and its sample rate.
+
+    Any format libsndfile reads (WAV, WAVEX, RF64, FLAC, OGG...), any rate in 4-192 kHz,
+    up to 32 channels (mixed to mono by their mean), 8-bit to 64-bit float samples.
+    The length is checked from the header, so an over-long file is never read.
+    """
+    rate, channels, frames = audio_info(path)
     if frames / rate > max_seconds:
         raise InputError(
             path,

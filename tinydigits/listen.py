@@ -20,10 +20,8 @@ be used (bad file, no microphone, no PortAudio, no supported rate, microphone lo
 
 import argparse
 import json
-import os
 import queue
 import signal
-import stat
 import sys
 import time
 from collections import deque
@@ -286,21 +284,7 @@ class FileSource:
 
     def __init__(self, path, realtime=False, block_seconds=BLOCK_SECONDS):
         self.path, self.realtime = str(path), realtime
-        _check_is_file(path)
-        try:
-            info = sf.info(self.path)
-        except Exception as e:  # sf.LibsndfileError for anything libsndfile cannot parse
-            reason = (getattr(e, "error_string", None) or str(e)).rstrip(".")
-            raise InputError(path, f"not an audio file (libsndfile: {reason})") from None
-        self.rate, self.channels = int(info.samplerate), int(info.channels)
-        if not audio.MIN_RATE <= self.rate <= audio.MAX_RATE:
-            raise InputError(path, f"sample rate {self.rate} Hz is outside "
-                                   f"{audio.MIN_RATE}-{audio.MAX_RATE} Hz")
-        if not 1 <= self.channels <= audio.MAX_CHANNELS:
-            raise InputError(path, f"{self.channels} channels; 1-{audio.MAX_CHANNELS} "
-                                   "are supported")
-        if info.frames <= 0:
-            raise InputError(path, "no audio samples")
+        self.rate, self.channels, _ = audio.audio_info(path)
         self.block = max(1, int(round(self.rate * block_seconds)))
         self.overflows = 0  # a file never overflows; the field keeps sources alike
         self.description = (f"{self.path} ({self.rate} Hz, {self.channels} ch"
@@ -326,26 +310,6 @@ class FileSource:
             if frames == 0:
                 raise InputError(self.path, f"unreadable audio data ({e})") from None
             # corrupt part-way: what decoded has been heard; stop like the file ended
-
-
-def _check_is_file(path):
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except OSError as e:
-        raise InputError(path, f"cannot open ({e.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(path, "is a directory, not an audio file")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(path, "not a regular file")
-    if st.st_size == 0:
-        raise InputError(path, "empty file (0 bytes)")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise InputError(path, f"cannot open ({e.strerror})") from None
 
 
 def _sounddevice():
