@@ -18,11 +18,11 @@ from PIL import Image
 
 from tinydigits.datasets import load_mnist
 from tinydigits.images import preprocess_image
-from tinydigits.runtime import Classifier, models_dir
+from tinydigits.runtime import Classifier, model_path
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--digits", type=int, default=1000, help="MNIST test digits to render")
-parser.add_argument("--model", default=str(models_dir() / "mnist.int8_io.tflite"),
+parser.add_argument("--model", default=str(model_path("image")),
                     help="the .tflite to measure (default: the shipped int8_io)")
 args = parser.parse_args()
 

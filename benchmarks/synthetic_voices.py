@@ -19,7 +19,7 @@ import numpy as np
 
 from tinydigits.audio import prepare_wav
 from tinydigits.errors import InputError
-from tinydigits.runtime import Classifier, models_dir
+from tinydigits.runtime import Classifier, model_path
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us+f2", "en-us+f4",
@@ -27,7 +27,7 @@ VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us+f2"
 SETTINGS = [(140, 40), (175, 50), (210, 70)]  # (words per minute, pitch 0-99)
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--model", default=str(models_dir() / "spoken_digits.int8.tflite"),
+parser.add_argument("--model", default=str(model_path("audio")),
                     help="the .tflite to measure (default: the shipped int8)")
 args = parser.parse_args()
 if not shutil.which("espeak-ng"):

@@ -19,7 +19,7 @@ import soxr
 
 from tinydigits.errors import InputError
 from tinydigits.features import AUDIO
-from tinydigits.runtime import _quiet_native_stderr
+from tinydigits.runtime import quiet_native_stderr
 
 # Reading files.
 MAX_SECONDS = 10.0  # classify refuses longer files: a stream belongs to `tinydigits listen --input`
@@ -71,7 +71,7 @@ def audio_info(path) -> tuple[int, int, int]:
         raise InputError(path, f"cannot open ({e.strerror})") from None
 
     try:
-        with _quiet_native_stderr():  # libmpg123 prints "Note: Illegal Audio-MPEG-Header"
+        with quiet_native_stderr():  # libmpg123 prints "Note: Illegal Audio-MPEG-Header"
             info = sf.info(str(path))  # for any file it takes for MPEG audio
     except Exception as e:  # sf.LibsndfileError for anything libsndfile cannot parse
         reason = getattr(e, "error_string", None) or str(e)
@@ -108,7 +108,7 @@ def read_wav(path, max_seconds=MAX_SECONDS) -> tuple[np.ndarray, int]:
     mono = np.zeros(frames, np.float32)
     got = 0
     try:
-        with _quiet_native_stderr(), sf.SoundFile(str(path)) as f:
+        with quiet_native_stderr(), sf.SoundFile(str(path)) as f:
             block = np.empty((min(READ_BLOCK, frames), channels), np.float32)
             while got < frames:
                 k = f.read(min(len(block), frames - got), dtype="float32", out=block).shape[0]

@@ -12,10 +12,8 @@ from pathlib import Path
 
 from tinydigits import __version__, listen
 from tinydigits.errors import InputError, RuntimeUnavailable
+from tinydigits.runtime import VARIANTS, Classifier, model_path
 
-# The shipped model for each kind of input; --model VARIANT picks models/{stem}.{VARIANT}.tflite
-DEFAULT_MODELS = {"image": "mnist.int8_io.tflite", "audio": "spoken_digits.int8.tflite"}
-VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_io")
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au"}
 AUDIO_MAGIC = (b"RIFF", b"RF64", b"RIFX", b"fLaC", b"OggS", b"FORM", b".snd")
 
@@ -40,13 +38,9 @@ class Models:
     every file that needs it."""
 
     def __init__(self, choice: str | None):
-        from tinydigits.runtime import models_dir
-
-        self.dir, self.choice, self.cache = models_dir(), choice, {}
+        self.choice, self.cache = choice, {}
 
     def load(self, path: Path):
-        from tinydigits.runtime import Classifier
-
         if path not in self.cache:
             try:
                 self.cache[path] = Classifier(path)
@@ -57,12 +51,10 @@ class Models:
         return self.cache[path]
 
     def for_kind(self, kind: str):
-        default = DEFAULT_MODELS[kind]
-        if self.choice in VARIANTS:  # that variant of the shipped model for each kind
-            return self.load(self.dir / f"{default.split('.')[0]}.{self.choice}.tflite")
-        if self.choice and self.load(Path(self.choice)).kind == kind:
-            return self.load(Path(self.choice))
-        return self.load(self.dir / default)
+        path = model_path(kind, self.choice)
+        if self.choice not in (None, *VARIANTS) and self.load(path).kind != kind:
+            path = model_path(kind)  # a model given for the other kind of file
+        return self.load(path)
 
 
 def classify(args) -> int:

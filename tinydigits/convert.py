@@ -18,9 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from tinydigits.blocks import LogMelSpectrogram  # registers the custom layers for loading
-from tinydigits.runtime import Classifier
+from tinydigits.runtime import VARIANTS, Classifier
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_io")
 DESCRIPTIONS = {
     "float32": "float32 weights and activations",
     "float16": "float16 weights, float32 compute",

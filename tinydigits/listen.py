@@ -26,7 +26,6 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -35,7 +34,7 @@ import soxr
 from tinydigits import audio
 from tinydigits.errors import InputError, RuntimeUnavailable
 from tinydigits.features import AUDIO
-from tinydigits.runtime import NOT_A_DIGIT, Classifier, _quiet_native_stderr, models_dir
+from tinydigits.runtime import NOT_A_DIGIT, VARIANTS, Classifier, model_path, quiet_native_stderr
 
 RATE = AUDIO.sample_rate  # 8000 Hz: what the model hears
 HOP_SECONDS = audio.HOP_SECONDS  # 10 ms hops, 20 ms frames: the same framing as find_utterance
@@ -70,8 +69,6 @@ DEFAULT_THRESHOLD = 0.7  # the highest that keeps every word the int8 model gets
 # voices unlike FSDD's). `python benchmarks/listen_latency.py thresholds` prints the table.
 
 # The model: models/spoken_digits.{variant}.tflite, as `tinydigits classify` uses.
-MODEL_STEM, DEFAULT_VARIANT = "spoken_digits", "int8"
-VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_io")
 
 # Capture.
 TRY_RATES = (48000, 44100, 16000, 32000, 22050, 8000, 96000)  # after the device's own rate
@@ -315,7 +312,7 @@ class FileSource:
 def _sounddevice():
     """Import sounddevice here, not at the top: `--input` must work without PortAudio."""
     try:
-        with _quiet_native_stderr():  # PortAudio's ALSA probing prints "ALSA lib ..." lines
+        with quiet_native_stderr():  # PortAudio's ALSA probing prints "ALSA lib ..." lines
             import sounddevice
     except OSError:  # sounddevice raises OSError when libportaudio is not found
         raise MicrophoneError("PortAudio is not installed: sudo apt install libportaudio2") \
@@ -340,7 +337,7 @@ class MicrophoneSource:
         sd = self._sd = _sounddevice()
         device = _parse_device(device)
         try:
-            with _quiet_native_stderr():
+            with quiet_native_stderr():
                 info = sd.query_devices(device, "input")
         except (ValueError, sd.PortAudioError) as e:
             if device is None:
@@ -369,7 +366,7 @@ class MicrophoneSource:
         for rate in rates:
             for ch in channels:
                 try:
-                    with _quiet_native_stderr():
+                    with quiet_native_stderr():
                         sd.check_input_settings(device=self.device, channels=ch,
                                                 samplerate=rate, dtype="float32")
                     return rate, ch
@@ -388,7 +385,7 @@ class MicrophoneSource:
 
     def start(self):
         try:
-            with _quiet_native_stderr():
+            with quiet_native_stderr():
                 self.stream = self._sd.InputStream(
                     device=self.device, samplerate=self.rate, channels=self.channels,
                     dtype="float32", blocksize=self.block, callback=self._callback)
@@ -429,7 +426,7 @@ class MicrophoneSource:
 def list_devices(out=sys.stdout) -> int:
     sd = _sounddevice()
     try:
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             devices, apis = sd.query_devices(), sd.query_hostapis()
         default = sd.default.device[0]
     except sd.PortAudioError as e:
@@ -495,15 +492,8 @@ def add_parser(commands):
     return p
 
 
-def _model_path(choice) -> Path:
-    """--model: a variant name of the shipped model, or a path; default the int8 variant."""
-    if choice is None or choice in VARIANTS:
-        return models_dir() / f"{MODEL_STEM}.{choice or DEFAULT_VARIANT}.tflite"
-    return Path(choice)
-
-
 def _load_classifier(choice):
-    classifier = Classifier(_model_path(choice))
+    classifier = Classifier(model_path("audio", choice))
     if classifier.input_shape != (AUDIO.window_samples,):
         raise RuntimeUnavailable(f"{classifier.path}: takes input {classifier.input_shape}, "
                                  f"not {AUDIO.window_samples} samples of 8 kHz audio")

@@ -25,8 +25,22 @@ MAX_TENSOR_BYTES = 64 * 2**20  # our largest tensor is 253 KB (spoken digits: 10
 _TENSOR_DTYPES = {np.dtype(t) for t in ("float32", "int8", "uint8")}  # what _quantize handles
 
 
+VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_io")  # what export/tflite.py writes
+# The shipped model for each kind of input and its default variant: models/{stem}.{variant}.tflite
+SHIPPED = {"image": ("mnist", "int8_io"), "audio": ("spoken_digits", "int8")}
+
+
 def models_dir() -> Path:
     return Path(os.environ.get("TINYDIGITS_MODELS") or REPO_ROOT / "models")
+
+
+def model_path(kind: str, choice: str | None = None) -> Path:
+    """`--model`: a variant name picks that variant of the shipped model for `kind`, anything
+    else is a path; None is the shipped default."""
+    stem, default = SHIPPED[kind]
+    if choice is None or choice in VARIANTS:
+        return models_dir() / f"{stem}.{choice or default}.tflite"
+    return Path(choice)
 
 
 def _interpreter_class():
@@ -48,7 +62,7 @@ def _interpreter_class():
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Hide the C++ runtime's INFO lines ("Created TensorFlow Lite XNNPACK delegate") that
     would interleave with our one-line-per-file output. Python exceptions still carry the
     interpreter's error messages, so nothing a user needs is lost."""
@@ -106,7 +120,7 @@ class Classifier:
             raise RuntimeUnavailable(f"{self.path}: {self.runtime} cannot load it "
                                      "(the model lists no subgraph)")
         try:
-            with _quiet_native_stderr():
+            with quiet_native_stderr():
                 self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
                 self._check_tensors()  # before allocate_tensors, which would abort or swap
                 self.interpreter.allocate_tensors()
