@@ -20,7 +20,8 @@ from tinydigits import convert
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--models", nargs="+", default=["mnist", "spoken_digits"],
                     help="model names in models/ (default: mnist spoken_digits)")
-parser.add_argument("--models-dir", type=Path, default=Path("models"), help="where they are")
+parser.add_argument("--models-dir", type=Path, default=Path("tinydigits/models"),
+                    help="where they are")
 args = parser.parse_args()
 
 rows = []

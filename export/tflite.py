@@ -1,6 +1,6 @@
 """Export a trained Keras model to verified LiteRT (`.tflite`) variants.
 
-    python export/tflite.py models/mnist.keras
+    python export/tflite.py tinydigits/models/mnist.keras
 
 Writes MODEL.{float32,float16,dynamic,int8,int8_io}.tflite next to the model, runs each
 with the LiteRT interpreter on the full test set, compares it with the float Keras model

@@ -6,8 +6,9 @@ shared with other jobs (its quietest epochs took 38 s, so ~12 min on free cores,
     python recipes/mnist.py                        # functional residual CNN (shipped)
     python recipes/mnist.py --model sequential     # the Sequential baseline
 
-Writes models/mnist.keras (or mnist_sequential.keras), its metrics JSON and PNG plots of
-the training curves and the confusion matrix. Next: python export/tflite.py models/mnist.keras
+Writes tinydigits/models/mnist.keras (or mnist_sequential.keras), its metrics JSON and PNG
+plots of the training curves and the confusion matrix.
+Next: python export/tflite.py tinydigits/models/mnist.keras
 
 The baseline is a flag rather than a second script: data, training and evaluation are the
 same, and only the ~10 lines that build the network differ.
@@ -46,7 +47,8 @@ parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images p
 parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="peak learning rate")
 parser.add_argument("--limit", type=int, default=0, help="train on this many images (smoke test)")
 parser.add_argument("--data-dir", help="dataset cache (default: $TINYDIGITS_DATA or data/)")
-parser.add_argument("--out-dir", default="models", help="where the model, metrics and plots go")
+parser.add_argument("--out-dir", default="tinydigits/models",
+                    help="where the model, metrics and plots go")
 parser.add_argument("--seed", type=int, default=1, help="random seed")
 args = parser.parse_args()
 keras.utils.set_random_seed(args.seed)

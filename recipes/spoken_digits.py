@@ -9,7 +9,7 @@ that are not in FSDD's six speakers.
     python recipes/spoken_digits.py --split loso     # leave-one-speaker-out, 6 trainings
     python recipes/spoken_digits.py --model sequential
 
-Writes models/spoken_digits.keras, its metrics JSON, and PNG plots (training curves,
+Writes tinydigits/models/spoken_digits.keras, its metrics JSON, and PNG plots (training curves,
 confusion matrix, log-mel spectrograms of test clips). Results: see the README.
 """
 
@@ -55,7 +55,8 @@ parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs"
 parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="clips per step")
 parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="peak learning rate")
 parser.add_argument("--data-dir", help="dataset cache (default: $TINYDIGITS_DATA or data/)")
-parser.add_argument("--out-dir", default="models", help="where the model, metrics and plots go")
+parser.add_argument("--out-dir", default="tinydigits/models",
+                    help="where the model, metrics and plots go")
 parser.add_argument("--seed", type=int, default=1, help="random seed")
 args = parser.parse_args()
 keras.utils.set_random_seed(args.seed)

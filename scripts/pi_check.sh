@@ -212,18 +212,18 @@ mapfile -t SAMPLES < <(cd "$REPO" && find samples -type f ! -name 'stream*' 2>/d
     grep -iE '\.(png|jpe?g|gif|bmp|webp|tiff?|pgm|ppm|wav|wave|flac|ogg|oga|aiff?|au)$' | sort)
 mapfile -t STREAMS < <(cd "$REPO" && ls samples/audio/stream*.wav 2>/dev/null || true)
 [ ${#SAMPLES[@]} -gt 0 ] || die "no sample images or WAVs under samples/"
-ls "$REPO"/models/*.tflite >/dev/null 2>&1 || die "no models/*.tflite to check"
+ls "$REPO"/tinydigits/models/*.tflite >/dev/null 2>&1 || die "no models/*.tflite to check"
 x86_cli_rc=0
 x86 -m tinydigits.cli classify --json "${SAMPLES[@]}" >"$LOGS/x86-cli.jsonl" 2>"$LOGS/x86-cli.err" ||
     x86_cli_rc=$?
-x86 scripts/pi/probe.py answers models "${SAMPLES[@]}" >"$LOGS/x86-variants.jsonl"
+x86 scripts/pi/probe.py answers tinydigits/models "${SAMPLES[@]}" >"$LOGS/x86-variants.jsonl"
 listen=0
 if x86 -m tinydigits.cli listen --help >/dev/null 2>&1; then listen=1; fi
 for s in "${STREAMS[@]}"; do
     [ $listen = 1 ] || break
     x86 -m tinydigits.cli listen --input "$s" >"$LOGS/x86-listen-${s##*/}.txt" 2>&1 || true
 done
-echo "${#SAMPLES[@]} sample files (classify exit $x86_cli_rc), $(ls "$REPO"/models/*.tflite | wc -l)" \
+echo "${#SAMPLES[@]} sample files (classify exit $x86_cli_rc), $(ls "$REPO"/tinydigits/models/*.tflite | wc -l)" \
      "models, $([ $listen = 1 ] && echo "${#STREAMS[@]} stream(s) for listen" || echo "no listen command")"
 
 # ---- the root filesystem: cached, or debootstrap ------------------------------------------
@@ -373,7 +373,7 @@ python3 "$HERE/probe.py" compare "$LOGS/x86-cli.jsonl" "$LOGS/pi-cli.jsonl" ||
     failures+=("classify answers differ from x86")
 
 step "every shipped model variant on every sample, on the Pi"
-pi python /opt/pi-check/probe.py answers models "${SAMPLES[@]}" >"$LOGS/pi-variants.jsonl"
+pi python /opt/pi-check/probe.py answers tinydigits/models "${SAMPLES[@]}" >"$LOGS/pi-variants.jsonl"
 python3 "$HERE/probe.py" compare "$LOGS/x86-variants.jsonl" "$LOGS/pi-variants.jsonl" ||
     failures+=("model variant answers differ from x86")
 grep -q '"runtime": "ai-edge-litert"' "$LOGS/pi-variants.jsonl" ||
@@ -405,9 +405,9 @@ fi
 
 step "latency and sizes (emulated: qemu-user on x86, NOT a Raspberry Pi figure)"
 echo "x86 ($(uname -m), native):"
-x86 scripts/pi/probe.py latency models --seconds 1 | sed 's/^/    /'
+x86 scripts/pi/probe.py latency tinydigits/models --seconds 1 | sed 's/^/    /'
 echo "emulated arm64 (qemu-user):"
-pi python /opt/pi-check/probe.py latency models --seconds 1 | tee "$LOGS/pi-latency.txt" | sed 's/^/    /'
+pi python /opt/pi-check/probe.py latency tinydigits/models --seconds 1 | tee "$LOGS/pi-latency.txt" | sed 's/^/    /'
 echo "root filesystem $rootfs_size (Debian minbase + the guide), venv $venv_size ($PI_VENV);"
 echo "of the root filesystem: $size_detail"
 echo "guide line times (emulated):"
@@ -426,7 +426,7 @@ if [ $fallback = 1 ]; then
         fb_run() {  # the fallback venv, with the checkout importable
             pi_root /bin/bash -c 'cd "$1" && shift && PYTHONPATH=$PWD "$@"' pi "$PI_CWD" "$@"
         }
-        fb_run "$fb/bin/python" /opt/pi-check/probe.py answers models "${SAMPLES[@]}" \
+        fb_run "$fb/bin/python" /opt/pi-check/probe.py answers tinydigits/models "${SAMPLES[@]}" \
             >"$LOGS/fallback-variants.jsonl" 2>"$LOGS/fallback-variants.err" ||
             { echo "the probe stopped:"; tail -3 "$LOGS/fallback-variants.err"; }
         python3 "$HERE/probe.py" fallback-table "$LOGS/x86-variants.jsonl" \
@@ -493,4 +493,4 @@ if [ ${#failures[@]} -gt 0 ]; then
     exit 1
 fi
 echo "pi_check: ${#SAMPLES[@]} files, answers equal to x86 (CLI, and $n_answers answers of" \
-     "$(ls "$REPO"/models/*.tflite | wc -l) model variants); no TensorFlow on the Pi"
+     "$(ls "$REPO"/tinydigits/models/*.tflite | wc -l) model variants); no TensorFlow on the Pi"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "models"
+MODELS = REPO / "tinydigits" / "models"
 
 
 def run_cli(*args, env=None, timeout=120):

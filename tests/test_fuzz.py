@@ -2,7 +2,7 @@
 
 Property-based tests (hypothesis) over what a user hands `tinydigits classify`: audio
 files, images and `.tflite` models, made from random bytes and from the real files in
-samples/ and models/, mutated: truncated, header fields overwritten (huge declared sizes,
+samples/ and tinydigits/models/, mutated: truncated, header fields overwritten (huge declared sizes,
 zero channels, absurd rates), NaN/inf samples, 1-sample audio, 0x0 and 100000x1 images.
 
 The contract checked for every input: the reader returns a well-formed model input, or

@@ -68,7 +68,7 @@ DEFAULT_THRESHOLD = 0.7  # the highest that keeps every word the int8 model gets
 # (knocks, creaks, some typing). 0.9 prints 7 of them and drops ~1% of the words (more for
 # voices unlike FSDD's). `python benchmarks/listen_latency.py thresholds` prints the table.
 
-# The model: models/spoken_digits.{variant}.tflite, as `tinydigits classify` uses.
+# The model: tinydigits/models/spoken_digits.{variant}.tflite, as `tinydigits classify` uses.
 
 # Capture.
 TRY_RATES = (48000, 44100, 16000, 32000, 22050, 8000, 96000)  # after the device's own rate

@@ -12,34 +12,34 @@ import mmap
 import os
 import struct
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from tinydigits import catalog
+from tinydigits.catalog import DIGITS, NOT_A_DIGIT, VARIANTS
 from tinydigits.errors import RuntimeUnavailable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LABELS = [str(d) for d in range(10)]
-NOT_A_DIGIT = "none"  # label of an optional 11th class: noise, clicks, breath, not a digit
 MAX_TENSOR_BYTES = 64 * 2**20  # our largest tensor is 253 KB (spoken digits: 101x40x16 float32)
 _TENSOR_DTYPES = {np.dtype(t) for t in ("float32", "int8", "uint8")}  # what _quantize handles
 
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_io")  # what export/tflite.py writes
-# The shipped model for each kind of input and its default variant: models/{stem}.{variant}.tflite
-SHIPPED = {"image": ("mnist", "int8_io"), "audio": ("spoken_digits", "int8")}
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("TINYDIGITS_MODELS") or REPO_ROOT / "models")
+    """Where the shipped models are: package data (`tinydigits/models/`, so a clone, an
+    editable install and a wheel all find them), unless $TINYDIGITS_MODELS says otherwise."""
+    override = os.environ.get("TINYDIGITS_MODELS")
+    return Path(override) if override else Path(str(resources.files("tinydigits") / "models"))
 
 
 def model_path(kind: str, choice: str | None = None) -> Path:
     """`--model`: a variant name picks that variant of the shipped model for `kind`, anything
     else is a path; None is the shipped default."""
-    stem, default = SHIPPED[kind]
+    spec = catalog.shipped(kind)
     if choice is None or choice in VARIANTS:
-        return models_dir() / f"{stem}.{choice or default}.tflite"
+        return models_dir() / f"{spec.stem}.{choice or spec.default_variant}.tflite"
     return Path(choice)
 
 
@@ -141,7 +141,7 @@ class Classifier:
         in_shape, out_shape = [d.tolist() for d in (self._in["shape"], self._out["shape"])]
         if (len(in_shape) < 2 or in_shape[0] != 1 or min(in_shape) < 1
                 or len(out_shape) != 2 or out_shape[0] != 1
-                or not 2 <= out_shape[1] <= len(LABELS) + 1
+                or not 2 <= out_shape[1] <= len(DIGITS) + 1
                 or any(np.dtype(d["dtype"]) not in _TENSOR_DTYPES for d in (self._in, self._out))
                 or any(np.dtype(d["dtype"]).kind != "f" and not d["quantization"][0] > 0
                        for d in (self._in, self._out))):
@@ -152,7 +152,7 @@ class Classifier:
         self.input_shape = tuple(int(d) for d in self._in["shape"][1:])
         self.input_dtype = np.dtype(self._in["dtype"])
         self.classes = int(self._out["shape"][-1])
-        self.labels = LABELS + [NOT_A_DIGIT] * (self.classes - len(LABELS))
+        self.labels = [*DIGITS, *[NOT_A_DIGIT] * (self.classes - len(DIGITS))]
 
     def _check_tensors(self):
         """Refuse what a corrupt file can declare and LiteRT would act on: scales its kernels
