@@ -8,6 +8,8 @@ this CPU) and is compared with its float Keras model. Training time and paramete
 from the recipe's metrics JSON. Prints a Markdown table for the README.
 """
 
+import tinydigits.quiet  # noqa: F401  (first: loads TensorFlow without its start-up log lines)
+
 import argparse
 import json
 import platform
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import keras
 
-from tinydigits import convert
+from tinydigits import catalog, convert
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--models", nargs="+", default=["mnist", "spoken_digits"],
@@ -31,7 +33,7 @@ for name in args.models:
         print(f"skipping {name}: {keras_path} not found")
         continue
     model = keras.saving.load_model(keras_path)
-    dataset = convert.dataset_of(model)
+    dataset = catalog.spec_of_stem(name).dataset
     _, x_test, y_test = convert.verification_data(dataset)
     keras_probs = model.predict(x_test, batch_size=256, verbose=0)
     metrics = json.loads((args.models_dir / f"{name}.metrics.json").read_text())

@@ -13,6 +13,8 @@ Writes tinydigits/models/spoken_digits.keras, its metrics JSON, and PNG plots (t
 confusion matrix, log-mel spectrograms of test clips). Results: see the README.
 """
 
+import tinydigits.quiet  # noqa: F401  (first: loads TensorFlow without its start-up log lines)
+
 import argparse
 import sys
 import time

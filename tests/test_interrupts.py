@@ -305,11 +305,11 @@ def test_exporter_killed_while_writing_leaves_whole_files_and_recovers(tmp_path)
     again = Run(export, tmp_path)
     assert again.finish() == 0, again.output
     checked = verify_final_files(out)
-    assert {"mnist.float32.tflite", "mnist.int8.tflite", "mnist.verification.json",
+    assert {"mnist.float32.tflite", "mnist.int8.tflite", "manifest.json",
             "mnist.verification.md"} <= set(checked)
-    report = json.loads((out / "mnist.verification.json").read_text())
-    assert [v["variant"] for v in report["variants"]] == ["float32", "int8"]
-    assert report["test_inputs"] == 200
+    entry = json.loads((out / "manifest.json").read_text())["models"]["mnist"]
+    assert list(entry["variants"]) == ["float32", "int8"]
+    assert entry["verification"]["test_inputs"] == 200
 
 
 def test_atomic_path_keeps_the_old_file_when_the_block_fails(tmp_path):

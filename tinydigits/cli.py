@@ -1,4 +1,4 @@
-"""`tinydigits classify` and `tinydigits listen`. Device side: NumPy + LiteRT only.
+"""`tinydigits classify`, `listen` and `models`. Device side: NumPy + LiteRT only.
 
 Exit status: 0 every file classified; 1 some file refused (each named on stderr with
 the reason, the others still classified); 2 bad usage or no usable model.
@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from tinydigits import __version__, listen
+from tinydigits import __version__, catalog, listen, manifest
 from tinydigits.errors import InputError, RuntimeUnavailable
-from tinydigits.runtime import VARIANTS, Classifier, model_path
+from tinydigits.runtime import VARIANTS, Classifier, model_path, models_dir
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au"}
 AUDIO_MAGIC = (b"RIFF", b"RF64", b"RIFX", b"fLaC", b"OggS", b"FORM", b".snd")
@@ -44,6 +44,7 @@ class Models:
         if path not in self.cache:
             try:
                 self.cache[path] = Classifier(path)
+                warn_if_modified(path)
             except RuntimeUnavailable as e:
                 self.cache[path] = e
         if isinstance(self.cache[path], RuntimeUnavailable):
@@ -55,6 +56,53 @@ class Models:
         if self.choice not in (None, *VARIANTS) and self.load(path).kind != kind:
             path = model_path(kind)  # a model given for the other kind of file
         return self.load(path)
+
+
+def warn_if_modified(path: Path) -> None:
+    """A shipped model that is not the file the exporter verified still runs, with a warning."""
+    message = manifest.warning(path)
+    if message:
+        print(f"tinydigits: warning: {message}", file=sys.stderr, flush=True)
+
+
+def list_models(args) -> int:
+    """`tinydigits models`: every shipped model and variant with its verified figures."""
+    where = models_dir()
+    entries = manifest.load(where)
+    rows, bad = [], 0
+    for spec in catalog.SPECS.values():
+        entry = entries.get(spec.stem, {})
+        exported = str(entry.get("exported", ""))[:10] or "-"
+        variants = entry.get("variants", {})
+        for variant in spec.variants:
+            path = where / f"{spec.stem}.{variant}.tflite"
+            state = manifest.status(path, entries)
+            bad += state != "ok"
+            figures = variants.get(variant, {})
+            rows.append({
+                "model": spec.stem, "variant": variant, "file": path.name, "status": state,
+                "default": variant == spec.default_variant, "for": spec.modality,
+                "kb": round(path.stat().st_size / 1024, 1) if path.is_file() else None,
+                "accuracy": figures.get("accuracy"), "agreement": figures.get("agreement"),
+                "test_inputs": figures.get("inputs"), "exported": exported})
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 1 if bad else 0
+    print(f"{where}  ({manifest.NAME}: {'found' if entries else 'MISSING'})")
+    print(f"{'model':<15} {'variant':<9} {'KB':>6} {'accuracy':>9} {'agreement':>10} "
+          f"{'inputs':>7}  {'exported':<10}  status")
+    for r in rows:
+        pct = lambda v: f"{v:.2%}" if isinstance(v, float) else "-"
+        kb = f"{r['kb']:.1f}" if r["kb"] is not None else "-"
+        mark = " (default)" if r["default"] else ""
+        print(f"{r['model']:<15} {r['variant']:<9} {kb:>6} {pct(r['accuracy']):>9} "
+              f"{pct(r['agreement']):>10} {r['test_inputs'] or '-':>7}  {r['exported']:<10}  "
+              f"{r['status']}{mark}")
+    if bad:
+        print(f"tinydigits: warning: {bad} model files are not as verified (status other than "
+              "ok): export them again", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def classify(args) -> int:
@@ -113,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.set_defaults(run=classify)
     listen.add_parser(commands)
+    p = commands.add_parser(
+        "models", help="list the shipped models and their verification figures",
+        description="List every shipped model variant with its size, the accuracy and "
+                    "agreement with the float model measured when it was exported (from "
+                    "manifest.json), and whether the file is still the one verified. Exit "
+                    "status 1 if any file is missing, modified or unlisted.")
+    p.add_argument("--json", action="store_true", help="one JSON object per variant")
+    p.set_defaults(run=list_models)
     return parser
 
 

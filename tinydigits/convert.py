@@ -9,16 +9,18 @@ Verification runs every variant with the LiteRT interpreter (the device runtime'
 `Classifier`, the same code the Pi runs) on the full test set.
 """
 
+import math
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from tinydigits.blocks import LogMelSpectrogram  # registers the custom layers for loading
-from tinydigits.runtime import VARIANTS, Classifier
+from tinydigits.catalog import VARIANTS
+from tinydigits.runtime import Classifier
 
 DESCRIPTIONS = {
     "float32": "float32 weights and activations",
@@ -31,24 +33,63 @@ CALIBRATION_SAMPLES = 500  # representative inputs for int8 activation ranges
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """What a variant must reach against the float Keras model on the full test set."""
+class Gate:
+    """When a variant is refused: when the evidence says it is worse than the float model.
+
+    The test is McNemar's, exact: on the inputs where exactly one of the two models is right,
+    if the variant were as accurate as Keras, "Keras right, variant wrong" would be a fair
+    coin. A variant is refused if that many or more such inputs would come up less often
+    than `SIGNIFICANCE`. A test set of 300 has too few disagreements for the test to see a
+    small loss, so floors on the accuracy drop and the agreement stand beside it; each floor
+    allows at least `SLACK` inputs, so a floor never demands more than the test set can show.
+    """
 
     max_accuracy_drop: float  # percentage points below the Keras model's accuracy
-    min_agreement: float  # fraction of test inputs with the same argmax as Keras
-    max_prob_diff: float  # largest |p_tflite - p_keras| over all inputs and classes
+    min_agreement: float  # fraction of test inputs with the same prediction as Keras
+    max_prob_diff: float | None  # largest |p_tflite - p_keras|; None: not gated (quantized)
+
+    def failures(self, v: "Verification") -> list:
+        found = []
+        if v.p_value < SIGNIFICANCE:
+            found.append(f"measurably less accurate than Keras: wrong on {v.worse} inputs Keras "
+                         f"gets right, right on {v.better} it gets wrong "
+                         f"(McNemar p = {v.p_value:.2g} < {SIGNIFICANCE})")
+        drop, allowed = (v.keras_accuracy - v.accuracy) * 100, self.allowed_drop(v.inputs)
+        if drop > allowed:
+            found.append(f"accuracy {v.accuracy:.2%} is {drop:.2f} points below Keras "
+                         f"{v.keras_accuracy:.2%} (allowed {allowed:.2f})")
+        if v.agreement < self.required_agreement(v.inputs):
+            found.append(f"agrees with Keras on {v.agreement:.2%} of inputs "
+                         f"(needs {self.required_agreement(v.inputs):.2%})")
+        if self.max_prob_diff is not None and v.max_prob_diff > self.max_prob_diff:
+            found.append(f"largest probability difference {v.max_prob_diff:.4f} > "
+                         f"{self.max_prob_diff}")
+        return found
+
+    def allowed_drop(self, inputs: int) -> float:
+        return max(self.max_accuracy_drop, 100 * SLACK / inputs)
+
+    def required_agreement(self, inputs: int) -> float:
+        return min(self.min_agreement, 1 - SLACK / inputs)
 
 
-THRESHOLDS = {
+SIGNIFICANCE = 0.01  # one-sided: a 1-in-100 chance of refusing a variant as good as Keras
+SLACK = 2  # inputs: the least that any floor allows to flip, whatever the test set's size
+GATES = {
     # float32 is the same arithmetic reordered: anything more than rounding is a bug.
-    "float32": Thresholds(0.01, 0.999, 1e-3),
-    "float16": Thresholds(0.5, 0.995, 0.05),
-    # Quantized variants: an occasional borderline input may flip, so the largest
-    # probability difference is bounded loosely; agreement is what matters.
-    "dynamic": Thresholds(0.2, 0.995, 0.6),
-    "int8": Thresholds(0.2, 0.995, 0.6),
-    "int8_io": Thresholds(0.2, 0.995, 0.6),
+    "float32": Gate(0.0, 0.999, 1e-3),
+    "float16": Gate(0.5, 0.99, 0.05),
+    # Quantized variants: borderline inputs flip both ways; what matters is the balance.
+    "dynamic": Gate(1.0, 0.98, None),
+    "int8": Gate(1.0, 0.98, None),
+    "int8_io": Gate(1.0, 0.98, None),
 }
+
+
+def mcnemar_p(worse: int, better: int) -> float:
+    """One-sided exact McNemar p-value: P(X >= worse), X ~ Binomial(worse + better, 1/2)."""
+    n = worse + better
+    return sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n if n else 1.0
 
 
 def _converter(model, saved_model_dir):
@@ -129,14 +170,18 @@ def convert(model, variant: str, calibration: np.ndarray, keep_float: tuple = ()
 @dataclass
 class Verification:
     variant: str
+    inputs: int  # test inputs compared
     accuracy: float
     keras_accuracy: float
-    agreement: float
+    agreement: float  # fraction with the same prediction as Keras
+    worse: int  # inputs the variant gets wrong and Keras right
+    better: int  # inputs the variant gets right and Keras wrong
+    p_value: float  # McNemar, one-sided: the chance of `worse` or more if equally accurate
     max_prob_diff: float
-    size_bytes: int
-    latency_ms_median: float
-    latency_ms_p95: float
-    failures: list
+    size_bytes: int = 0
+    latency_ms_median: float = 0.0
+    latency_ms_p95: float = 0.0
+    failures: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -144,6 +189,23 @@ class Verification:
 
     def as_dict(self):
         return {**asdict(self), "passed": self.passed, "description": DESCRIPTIONS[self.variant]}
+
+
+def judge(variant, y_test, keras_scores, scores, gate=None, decode=None) -> Verification:
+    """Compare a variant's scores with the Keras model's on the same test inputs, and gate.
+
+    `decode` turns a batch of scores into predictions (default: argmax per input).
+    """
+    decode = decode or (lambda p: p.argmax(-1))
+    y_test, keras_pred, pred = (np.asarray(a) for a in (y_test, decode(keras_scores),
+                                                         decode(scores)))
+    keras_right, right = keras_pred == y_test, pred == y_test
+    worse, better = int((keras_right & ~right).sum()), int((right & ~keras_right).sum())
+    v = Verification(variant, len(y_test), float(right.mean()), float(keras_right.mean()),
+                     float((pred == keras_pred).mean()), worse, better, mcnemar_p(worse, better),
+                     float(np.abs(np.asarray(scores) - np.asarray(keras_scores)).max()))
+    v.failures = (gate or GATES[variant]).failures(v)
+    return v
 
 
 def run_tflite(path, x: np.ndarray, progress=None) -> np.ndarray:
@@ -170,42 +232,27 @@ def measure_latency(path, x: np.ndarray, runs=300, warmup=20) -> tuple[float, fl
     return float(np.median(times)), float(np.percentile(times, 95))
 
 
-def verify(variant, path, x_test, y_test, keras_probs, thresholds=None, progress=None):
-    """Compare one `.tflite` file with the Keras model's probabilities on the test set."""
-    thresholds = thresholds or THRESHOLDS[variant]
-    probs = run_tflite(path, x_test, progress)
-    keras_accuracy = float((keras_probs.argmax(1) == y_test).mean())
-    accuracy = float((probs.argmax(1) == y_test).mean())
-    agreement = float((probs.argmax(1) == keras_probs.argmax(1)).mean())
-    max_diff = float(np.abs(probs - keras_probs).max())
-    median, p95 = measure_latency(path, x_test)
-    failures = []
-    drop = (keras_accuracy - accuracy) * 100
-    if drop > thresholds.max_accuracy_drop:
-        failures.append(f"accuracy {accuracy:.2%} is {drop:.2f} points below Keras "
-                        f"{keras_accuracy:.2%} (allowed {thresholds.max_accuracy_drop})")
-    if agreement < thresholds.min_agreement:
-        failures.append(f"agreement with Keras {agreement:.2%} < {thresholds.min_agreement:.2%}")
-    if max_diff > thresholds.max_prob_diff:
-        failures.append(f"largest probability difference {max_diff:.4f} > "
-                        f"{thresholds.max_prob_diff}")
-    return Verification(variant, accuracy, keras_accuracy, agreement, max_diff,
-                        path.stat().st_size, median, p95, failures)
+def verify(variant, path, x_test, y_test, keras_scores, gate=None, progress=None):
+    """Run one `.tflite` file on the test set, compare it with Keras, gate it, time it."""
+    v = judge(variant, y_test, keras_scores, run_tflite(path, x_test, progress), gate)
+    v.size_bytes = path.stat().st_size
+    v.latency_ms_median, v.latency_ms_p95 = measure_latency(path, x_test)
+    return v
 
 
 def markdown_table(results, title="") -> str:
     lines = [f"### {title}", ""] if title else []
     lines += [
-        "| variant | accuracy | agreement with Keras | max prob diff | size KB | ms median "
-        "| ms p95 | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | accuracy | agreement with Keras | worse / better than Keras | McNemar p "
+        "| max prob diff | size KB | ms median | ms p95 | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         verdict = "pass" if r.passed else "REFUSED: " + "; ".join(r.failures)
         lines.append(
-            f"| {r.variant} | {r.accuracy:.2%} | {r.agreement:.2%} | {r.max_prob_diff:.4f} | "
-            f"{r.size_bytes / 1024:.1f} | {r.latency_ms_median:.3f} | {r.latency_ms_p95:.3f} | "
-            f"{verdict} |")
+            f"| {r.variant} | {r.accuracy:.2%} | {r.agreement:.2%} | {r.worse} / {r.better} | "
+            f"{r.p_value:.2g} | {r.max_prob_diff:.4f} | {r.size_bytes / 1024:.1f} | "
+            f"{r.latency_ms_median:.3f} | {r.latency_ms_p95:.3f} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -229,12 +276,3 @@ def verification_data(dataset: str, data_dir=None, seed=0):
         return calibration, clips[test], fsdd.digit[test]
     raise ValueError(f"unknown dataset {dataset!r}")
 
-
-def dataset_of(model) -> str:
-    """Which dataset a model was trained on, from its input shape."""
-    shape = tuple(model.input_shape[1:])
-    if shape == (28, 28, 1):
-        return "mnist"
-    if len(shape) == 1:
-        return "spoken_digits"
-    raise ValueError(f"cannot tell the dataset of a model with input shape {shape}")

@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from tinydigits import audio
+from tinydigits import audio, manifest
 from tinydigits.errors import InputError, RuntimeUnavailable
 from tinydigits.features import AUDIO
 from tinydigits.runtime import NOT_A_DIGIT, VARIANTS, Classifier, model_path, quiet_native_stderr
@@ -494,6 +494,8 @@ def add_parser(commands):
 
 def _load_classifier(choice):
     classifier = Classifier(model_path("audio", choice))
+    if message := manifest.warning(classifier.path):
+        print(f"tinydigits: warning: {message}", file=sys.stderr, flush=True)
     if classifier.input_shape != (AUDIO.window_samples,):
         raise RuntimeUnavailable(f"{classifier.path}: takes input {classifier.input_shape}, "
                                  f"not {AUDIO.window_samples} samples of 8 kHz audio")
