@@ -14,6 +14,8 @@ The baseline is a flag rather than a second script: data, training and evaluatio
 same, and only the ~10 lines that build the network differ.
 """
 
+import tinydigits.quiet  # noqa: F401  (first: loads TensorFlow without its start-up log lines)
+
 import argparse
 import sys
 import time
