@@ -53,7 +53,7 @@ class Gate:
         if v.p_value < SIGNIFICANCE:
             found.append(f"measurably less accurate than Keras: wrong on {v.worse} inputs Keras "
                          f"gets right, right on {v.better} it gets wrong "
-                         f"(McNemar p = {v.p_value:.2g} < {SIGNIFICANCE})")
+                         f"(McNemar p {_p(v.p_value)}, below {SIGNIFICANCE})")
         drop, allowed = (v.keras_accuracy - v.accuracy) * 100, self.allowed_drop(v.inputs)
         if drop > allowed:
             found.append(f"accuracy {v.accuracy:.2%} is {drop:.2f} points below Keras "
@@ -84,6 +84,10 @@ GATES = {
     "int8": Gate(1.0, 0.98, None),
     "int8_io": Gate(1.0, 0.98, None),
 }
+
+
+def _p(p: float) -> str:
+    return f"= {p:.2g}" if p >= 1e-15 else "< 1e-15"
 
 
 def mcnemar_p(worse: int, better: int) -> float:
@@ -251,7 +255,7 @@ def markdown_table(results, title="") -> str:
         verdict = "pass" if r.passed else "REFUSED: " + "; ".join(r.failures)
         lines.append(
             f"| {r.variant} | {r.accuracy:.2%} | {r.agreement:.2%} | {r.worse} / {r.better} | "
-            f"{r.p_value:.2g} | {r.max_prob_diff:.4f} | {r.size_bytes / 1024:.1f} | "
+            f"{_p(r.p_value).lstrip('= ')} | {r.max_prob_diff:.4f} | {r.size_bytes / 1024:.1f} | "
             f"{r.latency_ms_median:.3f} | {r.latency_ms_p95:.3f} | {verdict} |")
     return "\n".join(lines) + "\n"
 
