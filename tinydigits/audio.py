@@ -42,6 +42,7 @@ MIN_PEAK_DBFS = -85.0  # a quieter loudest frame is no speech: 16-bit dither and
 MAX_GAP_SECONDS = 0.15  # bridge shorter pauses: the closure in "six", "eight"
 MIN_WORD_SECONDS = 0.06  # a shorter burst is a click, not a word
 PAD_SECONDS = 0.05  # keep soft onsets and releases just under the threshold
+STRING_MARGIN_SECONDS = 0.3  # background kept around a digit string (training: 0.05-0.5 s)
 
 
 def _ms(seconds: float) -> str:
@@ -226,8 +227,8 @@ def fit_to_window(x, span=None, n=AUDIO.window_samples) -> np.ndarray:
     return out
 
 
-def prepare_clip(x, rate, path="<audio>") -> np.ndarray:
-    """A clip in memory (mono, or (frames, channels)) -> the model's input: float32 (8000,)."""
+def _speech(x, rate, path):
+    """Mono 8 kHz float32 without DC, and the span of its speech. Raises InputError."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 2:
         x = x.mean(axis=1)
@@ -241,9 +242,32 @@ def prepare_clip(x, rate, path="<audio>") -> np.ndarray:
     span = find_utterance(x)
     if span is None:
         raise InputError(path, "no speech found")
+    return x, span
+
+
+def prepare_clip(x, rate, path="<audio>") -> np.ndarray:
+    """A clip in memory (mono, or (frames, channels)) -> the model's input: float32 (8000,)."""
+    x, span = _speech(x, rate, path)
     return fit_to_window(normalise_level(x, span), span)
+
+
+def prepare_string(x, rate, path="<audio>") -> tuple[np.ndarray, float]:
+    """A clip -> what the digit-string model hears, and where that starts in the clip (s):
+    float32 (samples,) at 8 kHz, its speech at one level (as `digit_strings.set_level`
+    trains it), cut to the speech with STRING_MARGIN_SECONDS either side (the model takes
+    any length)."""
+    x, (start, end) = _speech(x, rate, path)
+    first = max(0, start - int(STRING_MARGIN_SECONDS * AUDIO.sample_rate))
+    last = end + int(STRING_MARGIN_SECONDS * AUDIO.sample_rate)
+    return normalise_level(x, (start, end))[first:last], first / AUDIO.sample_rate
 
 
 def prepare_wav(path) -> np.ndarray:
     """An audio file -> the model's input: float32 (8000,). Raises InputError."""
     return prepare_clip(*read_wav(path), path=path)
+
+
+def prepare_wav_string(path) -> tuple[np.ndarray, tuple[np.ndarray, float]]:
+    """An audio file -> (the isolated-word model's input, `prepare_string`'s result)."""
+    x, rate = read_wav(path)
+    return prepare_clip(x, rate, path), prepare_string(x, rate, path)

@@ -21,6 +21,8 @@ from tinydigits import catalog
 from tinydigits.catalog import DIGITS, NOT_A_DIGIT, VARIANTS
 from tinydigits.errors import RuntimeUnavailable
 
+MAX_VARIABLE_SAMPLES = 8000 * 30  # a variable-length audio model hears at most 30 s at once
+VARIABLE_SAMPLES_AT_LOAD = 8000  # its input length until the first input sets it
 MAX_TENSOR_BYTES = 64 * 2**20  # our largest tensor is 253 KB (spoken digits: 101x40x16 float32)
 _TENSOR_DTYPES = {np.dtype(t) for t in ("float32", "int8", "uint8")}  # what _quantize handles
 
@@ -41,6 +43,15 @@ def model_path(kind: str, choice: str | None = None) -> Path:
     if choice is None or choice in VARIANTS:
         return models_dir() / f"{spec.stem}.{choice or spec.default_variant}.tflite"
     return Path(choice)
+
+
+def _is_variable_length(tensor: dict) -> bool:
+    """A 1-D input (after the batch) whose length the model leaves open: [1, -1]."""
+    return np.asarray(tensor.get("shape_signature", tensor["shape"])).tolist()[1:] == [-1]
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _interpreter_class():
@@ -108,7 +119,12 @@ def _lists_a_subgraph(path: Path) -> bool:
 
 
 class Classifier:
-    """A `.tflite` model that maps one input (no batch axis) to class probabilities."""
+    """A `.tflite` digit model: one input (no batch axis) to class probabilities
+    (`output == "classes"`) or to per-frame CTC scores over blank + 10 digits (`"ctc"`).
+
+    A model built with a `None` time axis (`variable_length`) takes 1-D audio of any length
+    up to MAX_VARIABLE_SAMPLES: the input tensor is resized to each input's length.
+    """
 
     def __init__(self, model_path, num_threads=1):
         self.path = Path(model_path)
@@ -123,36 +139,45 @@ class Classifier:
             with quiet_native_stderr():
                 self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
                 self._check_tensors()  # before allocate_tensors, which would abort or swap
+                inputs = self.interpreter.get_input_details()
+                if len(inputs) == 1 and _is_variable_length(inputs[0]):  # its shape is [1, 1]:
+                    self.interpreter.resize_tensor_input(  # too short for the front end's pad
+                        inputs[0]["index"], [1, VARIABLE_SAMPLES_AT_LOAD])
                 self.interpreter.allocate_tensors()
                 inputs = self.interpreter.get_input_details()
                 outputs = self.interpreter.get_output_details()
         except (ValueError, RuntimeError) as e:  # UnicodeDecodeError too: a corrupt tensor name
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            hint = ""
-            if self.runtime == "tflite-runtime":
-                hint = ("; tflite-runtime 2.14 cannot load some ops that TF 2.21 writes: "
-                        "pip install ai-edge-litert==2.3.0")
-            raise RuntimeUnavailable(
-                f"{self.path}: {self.runtime} cannot load it ({first}){hint}") from None
+            raise RuntimeUnavailable(f"{self.path}: {self.runtime} cannot load it "
+                                     f"({_first_line(e)}){self._fallback_hint()}") from None
         if len(inputs) != 1 or len(outputs) != 1:
             raise RuntimeUnavailable(f"{self.path}: has {len(inputs)} inputs and {len(outputs)} "
                                      "outputs; a digit classifier has one of each")
         self._in, self._out = inputs[0], outputs[0]
         in_shape, out_shape = [d.tolist() for d in (self._in["shape"], self._out["shape"])]
+        self.variable_length = _is_variable_length(self._in)
+        self.output = ("classes" if len(out_shape) == 2 and 2 <= out_shape[1] <= len(DIGITS) + 1
+                       else "ctc" if len(out_shape) == 3 and out_shape[2] == len(DIGITS) + 1
+                       else None)
         if (len(in_shape) < 2 or in_shape[0] != 1 or min(in_shape) < 1
-                or len(out_shape) != 2 or out_shape[0] != 1
-                or not 2 <= out_shape[1] <= len(DIGITS) + 1
+                or self.output is None or out_shape[0] != 1
                 or any(np.dtype(d["dtype"]) not in _TENSOR_DTYPES for d in (self._in, self._out))
                 or any(np.dtype(d["dtype"]).kind != "f" and not d["quantization"][0] > 0
                        for d in (self._in, self._out))):
             raise RuntimeUnavailable(
                 f"{self.path}: maps {np.dtype(self._in['dtype'])}{in_shape} to "
                 f"{np.dtype(self._out['dtype'])}{out_shape}; not a digit classifier "
-                "(expected one input with a batch of 1 and class scores out)")
-        self.input_shape = tuple(int(d) for d in self._in["shape"][1:])
+                "(expected one input with a batch of 1 and class or per-frame scores out)")
+        self.input_shape = (None,) if self.variable_length else tuple(
+            int(d) for d in self._in["shape"][1:])
         self.input_dtype = np.dtype(self._in["dtype"])
         self.classes = int(self._out["shape"][-1])
         self.labels = [*DIGITS, *[NOT_A_DIGIT] * (self.classes - len(DIGITS))]
+
+    def _fallback_hint(self) -> str:
+        if self.runtime != "tflite-runtime":
+            return ""
+        return ("; tflite-runtime 2.14 cannot load some ops that TF 2.21 writes: "
+                "pip install ai-edge-litert==2.3.0")
 
     def _check_tensors(self):
         """Refuse what a corrupt file can declare and LiteRT would act on: scales its kernels
@@ -193,25 +218,46 @@ class Classifier:
         scale, zero_point = self._out["quantization"]
         return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (float32, shape (classes,)) for one input."""
-        x = np.asarray(x, dtype=np.float32)
-        if x.size != np.prod(self.input_shape):
-            raise RuntimeUnavailable(
-                f"{self.path}: takes input {self.input_shape}, not {x.shape}")
+    def _fit_input(self, x: np.ndarray) -> np.ndarray:
+        """`x` shaped as the input tensor, resizing a variable-length input to its length."""
+        if not self.variable_length:
+            if x.size != np.prod(self.input_shape):
+                raise RuntimeUnavailable(
+                    f"{self.path}: takes input {self.input_shape}, not {x.shape}")
+            return x.reshape((1, *self.input_shape))
+        x = x.reshape(-1)
+        if not 0 < len(x) <= MAX_VARIABLE_SAMPLES:
+            raise RuntimeUnavailable(f"{self.path}: takes 1 to {MAX_VARIABLE_SAMPLES:,} "
+                                     f"samples, not {len(x):,}")
+        if int(self._in["shape"][1]) != len(x):
+            with quiet_native_stderr():
+                self.interpreter.resize_tensor_input(self._in["index"], [1, len(x)])
+                self.interpreter.allocate_tensors()
+            self._in = self.interpreter.get_input_details()[0]
+            self._out = self.interpreter.get_output_details()[0]
+        return x[None]
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """The model's output for one input, float32, without the batch axis: (classes,)
+        probabilities, or (frames, 11) per-frame CTC scores."""
+        x = self._fit_input(np.asarray(x, dtype=np.float32))
         try:
-            self.interpreter.set_tensor(self._in["index"],
-                                        self._quantize(x.reshape((1, *self.input_shape))))
+            self.interpreter.set_tensor(self._in["index"], self._quantize(x))
             self.interpreter.invoke()
             q = self.interpreter.get_tensor(self._out["index"])[0]
         except (ValueError, RuntimeError) as e:  # a kernel's own check failed at run time
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeUnavailable(
-                f"{self.path}: {self.runtime} cannot run it ({first})") from None
+                f"{self.path}: {self.runtime} cannot run it ({_first_line(e)})") from None
         p = self._dequantize(q)
         if not np.isfinite(p).all():  # corrupt weights; argmax would pick a class at random
             raise RuntimeUnavailable(f"{self.path}: gives non-finite scores (a corrupt model?)")
         return p
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (float32, shape (classes,)) for one input."""
+        if self.output != "classes":
+            raise RuntimeUnavailable(f"{self.path}: gives per-frame scores, not one class")
+        return self.scores(x)
 
     def predict(self, x: np.ndarray) -> tuple[str, float]:
         """(label, confidence) for one input."""

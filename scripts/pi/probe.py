@@ -40,23 +40,27 @@ def answers(models_dir: Path, files: list[str]) -> None:
     from tinydigits.errors import InputError, RuntimeUnavailable
     from tinydigits.runtime import Classifier
 
-    inputs = {}  # file -> preprocessed input or the refusal, computed once per file
+    inputs = {}  # (file, output type) -> preprocessed input or the refusal, computed once
 
-    def prepared(name):
-        if name not in inputs:
+    def prepared(name, output):
+        if (name, output) not in inputs:
             path = Path(name)
             try:
                 if kind_of(path) == "image":
                     from tinydigits.images import preprocess_image
 
-                    inputs[name] = preprocess_image(path)
+                    inputs[name, output] = preprocess_image(path)
+                elif output == "ctc":
+                    from tinydigits.audio import prepare_wav_string
+
+                    inputs[name, output] = prepare_wav_string(path)[1][0]
                 else:
                     from tinydigits.audio import prepare_wav
 
-                    inputs[name] = prepare_wav(path)
+                    inputs[name, output] = prepare_wav(path)
             except InputError as e:
-                inputs[name] = e
-        return inputs[name]
+                inputs[name, output] = e
+        return inputs[name, output]
 
     for model in sorted(models_dir.glob("*.tflite")):
         try:
@@ -72,9 +76,14 @@ def answers(models_dir: Path, files: list[str]) -> None:
                 continue
             record = {"model": model.name, "runtime": classifier.runtime, "file": name}
             try:
-                x = prepared(name)
+                x = prepared(name, classifier.output)
                 if isinstance(x, Exception):
                     record["error"] = one_line(x)
+                elif classifier.output == "ctc":
+                    from tinydigits.ctc import greedy_decode
+
+                    decoded = greedy_decode(classifier.scores(x))
+                    record.update(digit=decoded.digits, confidence=round(decoded.confidence, 4))
                 else:
                     label, confidence = classifier.predict(x)
                     record.update(digit=label, confidence=round(confidence, 4))
@@ -96,13 +105,14 @@ def latency(models_dir: Path, seconds: float) -> None:
         except RuntimeUnavailable as e:
             print(f"{model.name:32s} does not load: {one_line(e)}")
             continue
-        x = np.zeros(classifier.input_shape, np.float32)
+        # A variable-length model is timed on 1 s of audio, like the isolated-word model.
+        x = np.zeros(8000 if classifier.variable_length else classifier.input_shape, np.float32)
         for _ in range(2):
-            classifier.probabilities(x)
+            classifier.scores(x)
         times, start = [], time.perf_counter()
         while len(times) < 5 or (len(times) < 50 and time.perf_counter() - start < seconds):
             t = time.perf_counter()
-            classifier.probabilities(x)
+            classifier.scores(x)
             times.append(time.perf_counter() - t)
         print(f"{model.name:32s} {statistics.median(times) * 1e3:9.2f} ms "
               f"(median of {len(times)}, {classifier.runtime})")
