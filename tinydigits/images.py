@@ -22,9 +22,10 @@ from tinydigits.features import IMAGE
 MIN_SIDE = 8  # px; below this there is no digit to see
 MAX_MEGAPIXELS = 40  # a 40 MP RGBA decode is 160 MB: the most a small Pi should attempt
 WORK_SIDE = 1000  # px; larger images are box-averaged down first (the digit ends up 20 px)
-BORDER = 0.05  # the outer 5% of each side is taken to be background (paper)
-FIT_POINTS = 2000  # border pixels sampled to fit the paper's shading (6 unknowns)
-EXTREME = 0.1  # percent; the ink sits in the darkest or brightest 0.1% (a 1 px pen does)
+LEVELS = 256  # histogram bins for Otsu's threshold
+PURE = 0.95  # an edge this much one class all round is a table (or a margin), and if...
+SHEET = 0.45  # ...the other class covers 45% of the image, that is a sheet of paper on it
+FIT_POINTS = 2000  # paper pixels sampled to fit the paper's shading (6 unknowns)
 NOISE_K = 5.0  # ink must stand out by 5 sigma of the paper's noise, else it is noise
 MIN_CONTRAST = 0.05  # ~13 grey levels: fainter than this is a blank page
 MIN_FLOOR = 0.05  # always zero the lowest 5% of the ink range (JPEG ringing, texture)
@@ -44,6 +45,11 @@ def load_image(path) -> np.ndarray:
     Any format Pillow reads, EXIF orientation applied; images over WORK_SIDE px are
     box-averaged down to it first (so HxW is not always the file's size).
     """
+    return _load(path)[0]
+
+
+def _load(path):
+    """`load_image`, and the file's (width, height) as viewed (after EXIF rotation)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
@@ -53,14 +59,17 @@ def load_image(path) -> np.ndarray:
         raise InputError(path, "not a regular file")  # a FIFO or device would block or never end
     if path.stat().st_size == 0:
         raise InputError(path, "empty file")
-    ink = _normalise(_decode(path))
+    gray, size = _decode(path)
+    ink = page_to_ink(gray)
     if ink is None:
         raise InputError(path, "no digit found (blank image)")
-    return ink
+    return ink, size
 
 
-def _decode(path: Path) -> np.ndarray:
-    """Open, check the declared size before any pixel is decoded, then decode to gray."""
+def _decode(path: Path):
+    """Open, check the declared size before any pixel is decoded, then decode to gray.
+
+    Returns the gray image (float32 HxW) and the file's (width, height) as viewed."""
     with warnings.catch_warnings(), contextlib.ExitStack() as files:
         warnings.simplefilter("ignore")  # Pillow's asides ("Corrupt EXIF data") are not for users
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -89,7 +98,9 @@ def _decode(path: Path) -> np.ndarray:
                     img.draft(None, (w // factor, h // factor))  # JPEG: decode at 1/2, 1/4, 1/8
                 img.load()
                 ImageOps.exif_transpose(img, in_place=True)  # a copy would be another 160 MB
-                return _to_gray(img)
+                gray = _to_gray(img)
+                turned = (gray.shape[0] > gray.shape[1]) != (h > w)  # EXIF turned it 90 degrees
+                return gray, ((h, w) if turned else (w, h))
             except Exception as e:  # OSError, SyntaxError, ValueError, struct.error, zlib...
                 reason = str(e) or type(e).__name__  # a MemoryError has no message
                 raise InputError(path, f"truncated or corrupt image ({reason})") from None
@@ -160,41 +171,106 @@ def _shrink(img: Image.Image, size, mode) -> Image.Image:
     return out
 
 
-def _normalise(gray: np.ndarray):
-    """Ink bright on black in [0, 1] with the paper at 0, or None if there is no ink."""
-    h, w = gray.shape
-    band = max(1, round(BORDER * min(h, w)))
-    border = np.ones((h, w), bool)
-    border[band:-band, band:-band] = False
-    # Paper under uneven light: a quadratic surface fitted to the border, robustly.
-    y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
-    x = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
-    rows, cols = np.nonzero(border)
-    if len(rows) > FIT_POINTS:  # a random sample fits as well, and 10x faster on a photo
-        pick = np.random.default_rng(0).choice(len(rows), FIT_POINTS, replace=False)
-        rows, cols = rows[pick], cols[pick]
-    a, b = np.stack(_quadratic(y[rows, 0], x[0, cols]), axis=1), gray[rows, cols]
-    keep = np.ones(len(b), bool)
-    for _ in range(2):  # refit without the outliers (strokes touching the border)
-        coef = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0].astype(np.float32)
-        resid = b - a @ coef
-        sigma = 1.4826 * np.median(np.abs(resid - np.median(resid)))  # robust noise level
-        keep = np.abs(resid) <= 3 * sigma + 1e-3  # (+1e-3: synthetic paper has sigma 0)
-    ink = gray - sum(c * t for c, t in zip(coef, _quadratic(y, x), strict=True))
-    dark, bright = -np.percentile(ink, EXTREME), np.percentile(ink, 100 - EXTREME)
-    if dark > bright:  # dark ink on light paper
-        ink = -ink
-    peak = max(dark, bright)
-    if peak < max(MIN_CONTRAST, NOISE_K * sigma):
+def page_to_ink(gray: np.ndarray):
+    """Ink bright on black in [0, 1] with the paper at 0, or None if there is no ink.
+
+    No margin is assumed: the ink may touch every edge. Otsu's threshold splits the image
+    into two classes; the one covering more of the image's edge is the paper (measured on
+    MNIST test digits cropped to their ink: the larger area is the ink for 11% of them,
+    the larger share of the edge for 2%, nearly all 1s filling their box), except for a
+    sheet on a table: when the edge is all one class and the other covers SHEET of the
+    image or more, that is the paper, and only what lies on it counts. (A sheet cut by the
+    frame is not recognised: its table covers too little of the edge to tell it from a
+    tight crop's paper.) The paper's shading is then
+    fitted by a quadratic surface and subtracted.
+    """
+    threshold = _otsu(gray)
+    if threshold is None:
+        return None  # one flat colour
+    bright = gray > threshold  # HxW
+    edge = np.concatenate([bright[0], bright[-1], bright[:, 0], bright[:, -1]]).mean()
+    # A tight crop's ink touches the edge, but covers less of it than the paper does.
+    paper_is_bright = edge > 0.5 or (edge == 0.5 and bright.mean() >= 0.5)
+    sheet = ~bright if paper_is_bright else bright  # the other class: ink, or a sheet?
+    inside = None  # where the paper is: everywhere, unless it is a sheet on a table
+    if max(edge, 1 - edge) >= PURE and sheet.mean() >= SHEET:
+        paper_is_bright, inside = not paper_is_bright, _sheet(sheet)
+    paper = bright == paper_is_bright
+    if inside is not None:
+        paper &= inside
+    surface, sigma = _fit_paper(gray, paper, inside)
+    ink = gray - surface if not paper_is_bright else surface - gray
+    if inside is not None:
+        ink[~inside] = 0
+    strokes = ~paper if inside is None else ~paper & inside
+    if not strokes.any():
         return None
-    level = np.median(ink[ink > peak / 2])  # the strokes' typical level becomes 1
+    level = np.median(ink[strokes])  # the strokes' typical level becomes 1
+    if level < max(MIN_CONTRAST, NOISE_K * sigma):
+        return None
     floor = min(max(MIN_FLOOR, NOISE_K * sigma / level), 0.5)
     ink /= level
     return np.clip((ink - floor) / (1 - floor), 0, 1).astype(np.float32)
 
 
+def _otsu(gray: np.ndarray):
+    """The grey level that best splits the image into two classes (Otsu 1979), or None."""
+    low, high = float(gray.min()), float(gray.max())
+    if high - low < 1e-6:
+        return None
+    counts, edges = np.histogram(gray, bins=LEVELS, range=(low, high))
+    p = counts / counts.sum()
+    levels = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)  # share of pixels at or below each level
+    m0 = np.cumsum(p * levels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 - m0) ** 2 / (w0 * (1 - w0))  # between-class variance
+    return float(edges[1:][np.nanargmax(between[:-1])])
+
+
+def _sheet(sheet: np.ndarray) -> np.ndarray:
+    """Where the sheet is: everything but the table (the other class, reached from the edge).
+
+    Measured on a coarse grid (GRID cells across), one cell in from the table's edge.
+    """
+    h, w = sheet.shape
+    k = math.ceil(max(h, w) / GRID)
+    cells = _cells(~sheet, k).mean(axis=(1, 3)) > 0.5  # table cells
+    labels, n = _components(cells)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    table = np.isin(labels, edge[edge > 0])
+    table = _max_filter(table.astype(np.float32), 3) > 0
+    return ~np.repeat(np.repeat(table, k, axis=0), k, axis=1)[:h, :w]
+
+
+def _fit_paper(gray, paper, inside):
+    """The paper's shading (a quadratic surface, fitted robustly) and its noise sigma."""
+    h, w = gray.shape
+    y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    x = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    step = max(1, math.isqrt(h * w // (4 * FIT_POINTS)))  # a grid first: no 1e6 indices
+    rows, cols = (i * step for i in np.nonzero(paper[::step, ::step]))
+    if len(rows) > FIT_POINTS:  # a random sample fits as well, and 10x faster on a photo
+        pick = np.random.default_rng(0).choice(len(rows), FIT_POINTS, replace=False)
+        rows, cols = rows[pick], cols[pick]
+    a, b = np.stack(_quadratic(y[rows, 0], x[0, cols]), axis=1), gray[rows, cols]
+    keep = np.ones(len(b), bool)
+    for _ in range(2):  # refit without the outliers (ink the threshold took for paper)
+        coef = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0].astype(np.float32)
+        resid = b - a @ coef
+        sigma = 1.4826 * np.median(np.abs(resid - np.median(resid)))  # robust noise level
+        keep = np.abs(resid) <= 3 * sigma + 1e-3  # (+1e-3: synthetic paper has sigma 0)
+    return sum(c * t for c, t in zip(coef, _quadratic(y, x), strict=True)), sigma
+
+
 def _quadratic(y, x):  # the terms of a quadratic surface in x and y
     return [np.ones_like(x), x, y, x * x, y * y, x * y]
+
+
+def _cells(a: np.ndarray, k: int) -> np.ndarray:
+    """HxW -> (H/k, k, W/k, k) blocks, zero-padded: reduce over axes (1, 3)."""
+    h, w = a.shape
+    return np.pad(a, ((0, -h % k), (0, -w % k))).reshape(-(-h // k), k, -(-w // k), k)
 
 
 def mnist_style(gray: np.ndarray) -> np.ndarray:
@@ -202,7 +278,11 @@ def mnist_style(gray: np.ndarray) -> np.ndarray:
     gray = np.clip(np.asarray(gray, dtype=np.float32), 0, 1)
     if gray.ndim != 2 or not (gray > INK).any():
         raise ValueError("no digit found")
-    crop = _crop_to_digit(gray)
+    return _fit(_crop_to_digit(gray))
+
+
+def _fit(crop: np.ndarray) -> np.ndarray:
+    """A digit cropped to its ink (specks already gone) -> MNIST style (28, 28)."""
     h, w = crop.shape
     scale = IMAGE.box / max(h, w)
     f = max(1, max(h, w) // (4 * IMAGE.box))  # measure at 4x the final size: noise averages out
@@ -229,7 +309,7 @@ def _crop_to_digit(gray: np.ndarray) -> np.ndarray:
     """The ink's bounding box, ignoring isolated specks far from the digit."""
     h, w = gray.shape
     k = math.ceil(max(h, w) / GRID)
-    cells = np.pad(gray, ((0, -h % k), (0, -w % k))).reshape(-(-h // k), k, -(-w // k), k)
+    cells = _cells(gray, k)
     labels, n = _components((cells > INK).any(axis=(1, 3)))
     mass = np.bincount(labels.ravel(), weights=cells.sum(axis=(1, 3)).ravel(), minlength=n + 1)
     mass[0] = 0
@@ -250,19 +330,38 @@ def _crop_to_digit(gray: np.ndarray) -> np.ndarray:
 
 
 def _components(mask: np.ndarray):
-    """8-connected labels of a small boolean grid (a flood fill: NumPy has no `label`)."""
-    todo, labels, n = set(map(tuple, np.argwhere(mask).tolist())), np.zeros(mask.shape, int), 0
-    while todo:
-        n += 1
-        stack = [todo.pop()]
-        while stack:
-            r, c = stack.pop()
-            labels[r, c] = n
-            for cell in ((r + i, c + j) for i in (-1, 0, 1) for j in (-1, 0, 1)):
-                if cell in todo:
-                    todo.remove(cell)
-                    stack.append(cell)
-    return labels, n
+    """8-connected labels of a boolean image (0 = background), and how many there are.
+
+    NumPy has no `label`: each pixel takes the smallest index among its neighbours, then
+    follows its label's own label (pointer jumping), until nothing changes: a few dozen
+    whole-array passes rather than a Python loop per pixel.
+    """
+    h, w = mask.shape
+    big = h * w
+    labels = np.where(mask, np.arange(big).reshape(h, w), big)
+    while True:
+        padded = np.pad(labels, 1, constant_values=big)
+        low = labels
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                low = np.minimum(low, padded[dy : dy + h, dx : dx + w])
+        low = np.where(mask, low, big)
+        flat = np.append(low.ravel(), big)
+        while True:  # pointer jumping: a label is the label of the pixel it names
+            jumped = flat[flat]
+            if np.array_equal(jumped, flat):
+                break
+            flat = jumped
+        low = flat[:-1].reshape(h, w)
+        if np.array_equal(low, labels):
+            break
+        labels = low
+    roots, dense = np.unique(labels, return_inverse=True)
+    dense = dense.reshape(h, w) + 1
+    if roots[-1] == big:  # the background: label 0
+        dense[labels == big] = 0
+        return dense, len(roots) - 1
+    return dense, len(roots)
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -291,3 +390,178 @@ def preprocess_image(path) -> np.ndarray:
         raise
     except ValueError:
         raise InputError(path, "no digit found") from None
+
+
+# ---------------------------------------------------------------------------- numbers
+# page -> ink -> find_digits(ink) -> boxes -> mnist_style per box -> classifier.
+ROW_PX = 48  # px: the row is measured with its ink this high (fast, and gaps of 1 px stay)
+INSIDE = 0.8  # a piece overlapping another horizontally by 80% of its width is part of it,
+PIECE = 0.3  # ...as is one by 50% that is short (under SHORT of the other's height: a bar)
+SHORT = 0.6
+LONE = 0.1  # a piece with under 10% of the largest one's ink, and short, is a speck
+SPLIT = 0.9  # a box wider than 0.9 row heights may be two touching digits; one wider than
+WIDE = 1.4  # 1.4 is (MNIST digits cropped to their ink: 1% are wider than 1.25, 0.2% 1.4)
+SURE = 0.99  # below WIDE, a box is cut only if the classifier is less sure than this of it
+RATIO = 2.0  # ...or if it is 1.4 times as wide as the row's typical digit (1s left out)
+NARROW = 0.45  # a box narrower than this many row heights is a 1 (or a piece)
+CUTS = 5  # candidate cuts tried per box when a classifier chooses
+
+
+def find_digits(ink: np.ndarray, score=None) -> list:
+    """The digits in `ink` (HxW, ink bright, as from `load_image`), left to right.
+
+    Returns boxes (x0, y0, x1, y1) in `ink`'s pixels, x1 and y1 exclusive (as Pillow's
+    crop). Pieces of one digit (a 5's detached bar, a 4 in two strokes) come back as one
+    box; a lone digit as one box. Touching digits are cut apart: given `score` (one
+    (28, 28, 1) digit -> class probabilities, e.g. `Classifier.probabilities`), a box is
+    cut where both halves are digits the classifier is surer of than of the whole box;
+    without it, boxes wider than WIDE row heights are cut where the ink is thinnest.
+    Raises ValueError("no digit found") if there is no ink.
+    """
+    return [box for box, _ in _digits(ink, score)]
+
+
+def prepare_number(path, score=None):
+    """The digits of a handwritten number in an image file, ready for the classifier.
+
+    Returns `(x, boxes)`: x is float32 (N, 28, 28, 1), one MNIST-style digit per box, left
+    to right; boxes are (x0, y0, x1, y1) in the file's own pixels (x1, y1 exclusive). A
+    lone digit is a number of length one. `score` as for `find_digits` (recommended:
+    `Classifier(path).probabilities`). Raises InputError, naming the file, if it cannot
+    be read or holds no digit.
+    """
+    ink, (width, height) = _load(path)
+    try:
+        found = _digits(ink, score)
+    except ValueError:
+        raise InputError(path, "no digit found") from None
+    sx, sy = width / ink.shape[1], height / ink.shape[0]
+    boxes = [(math.floor(x0 * sx), math.floor(y0 * sy), min(width, math.ceil(x1 * sx)),
+              min(height, math.ceil(y1 * sy))) for (x0, y0, x1, y1), _ in found]
+    return np.stack([digit for _, digit in found])[..., None], boxes
+
+
+def _digits(ink, score):
+    """[(box, its MNIST-style (28, 28) digit)] left to right, as `find_digits` describes."""
+    ink = np.clip(np.asarray(ink, dtype=np.float32), 0, 1)
+    if ink.ndim != 2 or not (ink > INK).any():
+        raise ValueError("no digit found")
+    rows = np.flatnonzero((ink > INK).any(1))
+    k = max(1, math.ceil((rows[-1] - rows[0] + 1) / ROW_PX))  # ink px per cell
+    cells = _cells(ink, k)
+    labels, n = _components((cells > INK).any(axis=(1, 3)))  # (H/k, W/k)
+    mass = np.bincount(labels.ravel(), weights=cells.sum(axis=(1, 3)).ravel(), minlength=n + 1)
+    pieces = [[xs.start, ys.start, xs.stop, ys.stop, mass[i], {i}]  # in cells
+              for i, (ys, xs) in enumerate(_slices(labels, n), start=1)]
+    pieces = _merge(pieces)
+    top = max(p[4] for p in pieces)
+    height = np.median([p[3] - p[1] for p in pieces if p[4] >= 0.25 * top])  # of the row
+    pieces = [p for p in pieces if p[4] >= LONE * top or p[3] - p[1] >= 0.5 * height]
+    widths = [p[2] - p[0] for p in pieces if p[2] - p[0] >= NARROW * height]
+    typical = np.median(widths) if len(widths) >= 2 else np.inf  # a digit's width in this row
+    found, lone = [], len(pieces) == 1
+    for p in sorted(pieces, key=lambda p: p[0]):
+        member = np.zeros(n + 1, bool)
+        member[list(p[5])] = True
+        member = _max_filter(member[labels].astype(np.float32), 3) > 0  # + strokes' faint edges
+        member = np.repeat(np.repeat(member, k, axis=0), k, axis=1)[: ink.shape[0], : ink.shape[1]]
+        y0, y1, x0, x1 = p[1] * k, p[3] * k, p[0] * k, p[2] * k
+        part = np.where(member[y0:y1, x0:x1], ink[y0:y1, x0:x1], 0)  # this digit's ink alone
+        found += [((x0 + a, y0 + b, x0 + c, y0 + d), digit)
+                  for (a, b, c, d), digit in _split(part, height * k, typical * k, lone, score)]
+    return found
+
+
+def _slices(labels, n):
+    """Bounding slices (rows, cols) of labels 1..n."""
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    y0, y1 = np.full(n + 1, labels.shape[0]), np.zeros(n + 1, int)
+    x0, x1 = np.full(n + 1, labels.shape[1]), np.zeros(n + 1, int)
+    np.minimum.at(y0, lab, ys)
+    np.maximum.at(y1, lab, ys + 1)
+    np.minimum.at(x0, lab, xs)
+    np.maximum.at(x1, lab, xs + 1)
+    return [(slice(y0[i], y1[i]), slice(x0[i], x1[i])) for i in range(1, n + 1)]
+
+
+def _merge(pieces):
+    """Join pieces of one digit (one lies over the other horizontally), until none do."""
+    merged = True
+    while merged:
+        merged = False
+        pieces.sort(key=lambda p: p[0])
+        for a in range(len(pieces)):
+            for b in range(a + 1, len(pieces)):
+                p, q = pieces[a], pieces[b]
+                overlap = min(p[2], q[2]) - max(p[0], q[0])
+                if overlap <= 0:
+                    continue
+                narrow = min(p[2] - p[0], q[2] - q[0])
+                short = min(p[3] - p[1], q[3] - q[1]) < SHORT * max(p[3] - p[1], q[3] - q[1])
+                if overlap >= (PIECE if short else INSIDE) * narrow:
+                    pieces[a] = [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]),
+                                 max(p[3], q[3]), p[4] + q[4], p[5] | q[5]]
+                    del pieces[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return pieces
+
+
+def _split(part, height, typical, lone, score):
+    """[(box in `part`, MNIST-style digit)]: the ink in `part` as one digit, or cut in two
+    (and each half again) where the classifier is surer of both halves than of the whole."""
+    box = _ink_box(part)
+    x0, y0, x1, y1 = box
+    part = part[y0:y1, x0:x1]
+    whole = _fit(part)
+    w = x1 - x0
+    # Measured on pairs of MNIST test digits overlapping by 0-10% of a width and touching:
+    # 60% are wider than WIDE; the classifier is less than SURE of 60% of the rest, and of
+    # 3.5% of lone digits wider than SPLIT.
+    sure = float(np.max(score(whole[..., None]))) if score is not None else 0.0
+    wide = (w > WIDE * height and not lone) or (w > SPLIT * height and w > RATIO * typical)
+    # A box alone in the image is most likely one digit: cut only past WIDE, if unsure of it.
+    if w <= (WIDE if lone else SPLIT) * height or (not wide and (score is None or sure >= SURE)):
+        return [(box, whole)]
+    column = part.sum(axis=0)  # ink per column: touching digits meet where it is least
+    lo, hi = int(0.2 * w), max(int(0.2 * w) + 1, int(0.8 * w))
+    order = lo + np.argsort(column[lo:hi], kind="stable")
+    cuts = []  # the thinnest columns, spread out
+    for c in order:
+        if all(abs(c - d) >= w / (2 * CUTS) for d in cuts):
+            cuts.append(int(c))
+        if len(cuts) == (CUTS if score is not None else 1):
+            break
+    best, sure = None, -1.0 if wide else sure  # a wide box is always cut
+    for c in cuts:
+        halves = part[:, :c], part[:, c:]
+        if not all((h > INK).any() for h in halves):
+            continue
+        if score is None:
+            best = c
+            break
+        fits = [_fit(_tight(h)) for h in halves]
+        both = min(float(np.max(score(f[..., None]))) for f in fits)
+        if both > sure:  # ties (int8 scores saturate at 255/256): the thinner column
+            best, sure = c, both
+    if best is None:  # no cut, or the classifier is surest of the box as one digit
+        return [(box, whole)]
+    out = []
+    for shift, half in ((0, part[:, :best]), (best, part[:, best:])):
+        out += [((x0 + shift + a, y0 + b, x0 + shift + c, y0 + d), digit)
+                for (a, b, c, d), digit in _split(half, height, typical, lone, score)]
+    return out
+
+
+def _ink_box(a):
+    """(x0, y0, x1, y1) of the ink in `a`."""
+    rows, cols = np.flatnonzero((a > 0).any(1)), np.flatnonzero((a > 0).any(0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _tight(a):
+    x0, y0, x1, y1 = _ink_box(a)
+    return a[y0:y1, x0:x1]
