@@ -143,3 +143,73 @@ class SpecAugment(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), **self.config}
+
+
+# ------------------------------------------------------------- sequences (Conv1D + CTC)
+
+
+@keras.saving.register_keras_serializable(package="tinydigits")
+class LogMelFrames(LogMelSpectrogram):
+    """The log-mel front end as a sequence: raw audio (batch, samples) -> (batch, frames,
+    mel_bins), mel bins as channels for Conv1D, for audio of any length (time axis `None`,
+    so a `.tflite` takes any length through `resize_tensor_input`).
+
+    Unlike `LogMelSpectrogram` it removes no per-clip mean: a frame's features depend only
+    on the 25 ms of audio under it, so silence padding, the length of a file or the window
+    a stream is cut into change nothing. The caller sets the level first, as training does
+    (`audio.normalise_level` over the speech span). Same filterbank blocks, same float32
+    rules for export (the layer is a `LogMelSpectrogram`, named `frontend`).
+    """
+
+    def call(self, audio):
+        c = self.config
+        real, imag = keras.ops.stft(audio, c["frame_length"], c["frame_step"], c["fft_length"],
+                                    window="hann", center=True)
+        power = real * real + imag * imag  # (batch, frames, fft_length // 2 + 1)
+        mel = keras.ops.concatenate([keras.ops.matmul(power, b) for b in self.blocks], -1)
+        return keras.ops.log(mel + c["floor"])  # (batch, frames, mel_bins)
+
+    def compute_output_shape(self, input_shape):
+        samples = input_shape[1]
+        frames = None if samples is None else 1 + samples // self.config["frame_step"]
+        return (input_shape[0], frames, self.config["mel_bins"])
+
+
+def ctc_logits(x, classes, dropout=0.0, name="logits"):
+    """Per-frame scores (logits) over `classes` (blank first), from a 1-D feature sequence."""
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    return layers.Conv1D(classes, 1, name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="tinydigits")
+def ctc_loss(labels, logits):
+    """CTC over per-frame logits; `labels` (batch, max_length) int, padded with 0 (the blank).
+
+    Every output frame counts (the padding after a short string is silence, where the
+    model should say blank), so the logit length is the full time axis.
+    """
+    labels = keras.ops.cast(labels, "int32")
+    label_length = keras.ops.sum(keras.ops.cast(labels > 0, "int32"), axis=1)
+    batch, frames = keras.ops.shape(logits)[0], keras.ops.shape(logits)[1]
+    logit_length = keras.ops.full((batch,), frames, dtype="int32")
+    return keras.ops.ctc_loss(labels, logits, label_length, logit_length, mask_index=0)
+
+
+def separable_residual_block(x, filters, kernel_size=9, name=None):
+    """Two depthwise-separable Conv1Ds (wide in time, cheap in weights) and a shortcut
+    (identity, or a 1x1 projection when the width changes), joined by `Add`: the
+    QuartzNet-style block for long receptive fields in small speech models."""
+    shortcut = x
+    if x.shape[-1] != filters:
+        shortcut = layers.Conv1D(filters, 1, use_bias=False, name=name and f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=name and f"{name}_proj_bn")(shortcut)
+    y = x
+    for part in ("a", "b"):
+        y = layers.SeparableConv1D(filters, kernel_size, padding="same", use_bias=False,
+                                   name=name and f"{name}_{part}_conv")(y)
+        y = layers.BatchNormalization(name=name and f"{name}_{part}_bn")(y)
+        if part == "a":
+            y = layers.ReLU(name=name and f"{name}_a_relu")(y)
+    y = layers.Add(name=name and f"{name}_add")([shortcut, y])
+    return layers.ReLU(name=name and f"{name}_out")(y)
