@@ -30,6 +30,7 @@ NOISE_K = 5.0  # ink must stand out by 5 sigma of the paper's noise, else it is 
 MIN_CONTRAST = 0.05  # ~13 grey levels: fainter than this is a blank page
 MIN_FLOOR = 0.05  # always zero the lowest 5% of the ink range (JPEG ringing, texture)
 INK = 0.25  # a pixel this bright belongs to a stroke when finding the digit
+MIN_DIGIT = 0.04  # a digit spans 4% of the image's longer side at least; smaller are specks
 GRID = 64  # cells across the longer side for the speck analysis (dilates gaps < 1 cell)
 NEAR = 0.05  # ink within 5% of the digit's size (+1 cell) of it is part of the digit, as is
 SPECK = 0.02  # a piece with 2% of its ink anywhere; smaller pieces farther away are specks
@@ -218,14 +219,15 @@ def _otsu(gray: np.ndarray):
     low, high = float(gray.min()), float(gray.max())
     if high - low < 1e-6:
         return None
-    counts, edges = np.histogram(gray, bins=LEVELS, range=(low, high))
-    p = counts / counts.sum()
-    levels = (edges[:-1] + edges[1:]) / 2
+    bins = ((gray - low) * ((LEVELS - 1) / (high - low))).astype(np.int32)  # 0..LEVELS-1
+    p = np.bincount(bins.ravel(), minlength=LEVELS) / gray.size
+    levels = np.arange(LEVELS)
     w0 = np.cumsum(p)  # share of pixels at or below each level
     m0 = np.cumsum(p * levels)
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (m0[-1] * w0 - m0) ** 2 / (w0 * (1 - w0))  # between-class variance
-    return float(edges[1:][np.nanargmax(between[:-1])])
+    best = int(np.nanargmax(between[:-1]))  # pixels in bins 0..best are the dark class
+    return low + (best + 1) * (high - low) / (LEVELS - 1)
 
 
 def _sheet(sheet: np.ndarray) -> np.ndarray:
@@ -315,6 +317,8 @@ def _crop_to_digit(gray: np.ndarray) -> np.ndarray:
     mass[0] = 0
     main = labels == mass.argmax()
     rows, cols = np.flatnonzero(main.any(1)), np.flatnonzero(main.any(0))
+    if k * (max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1) < MIN_DIGIT * max(h, w):
+        raise ValueError("no digit found (only specks)")
     margin = NEAR * max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
     keep = np.zeros(n + 1, bool)
     for i in range(1, n + 1):
@@ -332,36 +336,39 @@ def _crop_to_digit(gray: np.ndarray) -> np.ndarray:
 def _components(mask: np.ndarray):
     """8-connected labels of a boolean image (0 = background), and how many there are.
 
-    NumPy has no `label`: each pixel takes the smallest index among its neighbours, then
-    follows its label's own label (pointer jumping), until nothing changes: a few dozen
-    whole-array passes rather than a Python loop per pixel.
+    NumPy has no `label`: the mask's horizontal runs are found with NumPy, and runs in
+    neighbouring rows that touch (diagonally too) are joined with a union-find.
     """
     h, w = mask.shape
-    big = h * w
-    labels = np.where(mask, np.arange(big).reshape(h, w), big)
-    while True:
-        padded = np.pad(labels, 1, constant_values=big)
-        low = labels
-        for dy in (0, 1, 2):
-            for dx in (0, 1, 2):
-                low = np.minimum(low, padded[dy : dy + h, dx : dx + w])
-        low = np.where(mask, low, big)
-        flat = np.append(low.ravel(), big)
-        while True:  # pointer jumping: a label is the label of the pixel it names
-            jumped = flat[flat]
-            if np.array_equal(jumped, flat):
-                break
-            flat = jumped
-        low = flat[:-1].reshape(h, w)
-        if np.array_equal(low, labels):
-            break
-        labels = low
-    roots, dense = np.unique(labels, return_inverse=True)
-    dense = dense.reshape(h, w) + 1
-    if roots[-1] == big:  # the background: label 0
-        dense[labels == big] = 0
-        return dense, len(roots) - 1
-    return dense, len(roots)
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)  # (h, w + 1)
+    rows, starts = np.nonzero(edges == 1)  # row-major: the i-th start and end are one run
+    ends = np.nonzero(edges == -1)[1]  # exclusive
+    parent = list(range(len(starts)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first = np.searchsorted(rows, np.arange(h + 2)).tolist()  # runs of row r: first[r]:first[r+1]
+    starts_, ends_ = starts.tolist(), ends.tolist()
+    for r in range(h - 1):
+        a, b = first[r], first[r + 1]
+        while a < first[r + 1] and b < first[r + 2]:
+            if starts_[b] <= ends_[a] and starts_[a] <= ends_[b]:  # overlap, or touch diagonally
+                parent[root(a)] = root(b)
+            end_a, end_b = ends_[a], ends_[b]
+            a += end_a <= end_b  # the run that ends first can meet no later run
+            b += end_b <= end_a
+    roots = [root(i) for i in range(len(parent))]
+    dense, ids = {}, []
+    for i in roots:
+        ids.append(dense.setdefault(i, len(dense) + 1))
+    labels = np.zeros((h, w), int)
+    for r, s0, s1, i in zip(rows.tolist(), starts_, ends_, ids, strict=True):
+        labels[r, s0:s1] = i
+    return labels, len(dense)
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -388,13 +395,13 @@ def preprocess_image(path) -> np.ndarray:
         return mnist_style(load_image(path))[..., None]
     except InputError:
         raise
-    except ValueError:
-        raise InputError(path, "no digit found") from None
+    except ValueError as e:
+        raise InputError(path, str(e)) from None
 
 
 # ---------------------------------------------------------------------------- numbers
 # page -> ink -> find_digits(ink) -> boxes -> mnist_style per box -> classifier.
-ROW_PX = 48  # px: the row is measured with its ink this high (fast, and gaps of 1 px stay)
+ROW_PX = 96  # px: the row is measured with its ink this high (48 px merged 1 px gaps)
 INSIDE = 0.8  # a piece overlapping another horizontally by 80% of its width is part of it,
 PIECE = 0.3  # ...as is one by 50% that is short (under SHORT of the other's height: a bar)
 SHORT = 0.6
@@ -433,8 +440,8 @@ def prepare_number(path, score=None):
     ink, (width, height) = _load(path)
     try:
         found = _digits(ink, score)
-    except ValueError:
-        raise InputError(path, "no digit found") from None
+    except ValueError as e:
+        raise InputError(path, str(e)) from None
     sx, sy = width / ink.shape[1], height / ink.shape[0]
     boxes = [(math.floor(x0 * sx), math.floor(y0 * sy), min(width, math.ceil(x1 * sx)),
               min(height, math.ceil(y1 * sy))) for (x0, y0, x1, y1), _ in found]
@@ -457,6 +464,9 @@ def _digits(ink, score):
     top = max(p[4] for p in pieces)
     height = np.median([p[3] - p[1] for p in pieces if p[4] >= 0.25 * top])  # of the row
     pieces = [p for p in pieces if p[4] >= LONE * top or p[3] - p[1] >= 0.5 * height]
+    tallest = max(p[3] - p[1] for p in pieces)  # in cells
+    if tallest < 3 or k * tallest < MIN_DIGIT * max(ink.shape):
+        raise ValueError("no digit found (only specks)")
     widths = [p[2] - p[0] for p in pieces if p[2] - p[0] >= NARROW * height]
     typical = np.median(widths) if len(widths) >= 2 else np.inf  # a digit's width in this row
     found, lone = [], len(pieces) == 1
@@ -486,7 +496,8 @@ def _slices(labels, n):
 
 
 def _merge(pieces):
-    """Join pieces of one digit (one lies over the other horizontally), until none do."""
+    """Join pieces of one digit (one lies over the other horizontally, not far above or
+    below it), until none do."""
     merged = True
     while merged:
         merged = False
@@ -495,7 +506,8 @@ def _merge(pieces):
             for b in range(a + 1, len(pieces)):
                 p, q = pieces[a], pieces[b]
                 overlap = min(p[2], q[2]) - max(p[0], q[0])
-                if overlap <= 0:
+                apart = max(p[1], q[1]) - min(p[3], q[3])  # rows between them
+                if overlap <= 0 or apart > 0.5 * max(p[3] - p[1], q[3] - q[1]):
                     continue
                 narrow = min(p[2] - p[0], q[2] - q[0])
                 short = min(p[3] - p[1], q[3] - q[1]) < SHORT * max(p[3] - p[1], q[3] - q[1])
@@ -521,10 +533,11 @@ def _split(part, height, typical, lone, score):
     # Measured on pairs of MNIST test digits overlapping by 0-10% of a width and touching:
     # 60% are wider than WIDE; the classifier is less than SURE of 60% of the rest, and of
     # 3.5% of lone digits wider than SPLIT.
+    if w <= (WIDE if lone else SPLIT) * height:  # alone in the image: most likely one digit
+        return [(box, whole)]
+    wide = (w > WIDE * height and not lone) or w > RATIO * typical
     sure = float(np.max(score(whole[..., None]))) if score is not None else 0.0
-    wide = (w > WIDE * height and not lone) or (w > SPLIT * height and w > RATIO * typical)
-    # A box alone in the image is most likely one digit: cut only past WIDE, if unsure of it.
-    if w <= (WIDE if lone else SPLIT) * height or (not wide and (score is None or sure >= SURE)):
+    if not wide and (score is None or sure >= SURE):
         return [(box, whole)]
     column = part.sum(axis=0)  # ink per column: touching digits meet where it is least
     lo, hi = int(0.2 * w), max(int(0.2 * w) + 1, int(0.8 * w))
