@@ -130,7 +130,7 @@ def export(args) -> int:
         x_test, y_test = x_test[: args.limit], y_test[: args.limit]
     print(f"{args.model}: {spec.dataset} model, {model.count_params():,} parameters; "
           f"verifying {len(variants)} variants on {len(x_test):,} test inputs", flush=True)
-    keras_scores = model.predict(x_test, batch_size=256, verbose=0)
+    keras_scores = convert.keras_scores(model, spec, x_test)
     keep_float = convert.float_layers(model)  # the audio front end stays float32
 
     results = []
@@ -141,7 +141,8 @@ def export(args) -> int:
             print(f"  {variant:<8} ", end="", flush=True)
             candidate = staging / f"{stem}.{variant}.tflite"
             candidate.write_bytes(convert.convert(model, variant, calibration, keep_float))
-            result = convert.verify(variant, candidate, x_test, y_test, keras_scores)
+            result = convert.verify(variant, candidate, x_test, y_test, keras_scores,
+                                    decode=convert.decoder(spec))
             results.append(result)
             verdict = "ok" if result.passed else "REFUSED: " + "; ".join(result.failures)
             print(f"accuracy {result.accuracy:.2%}  agreement {result.agreement:.2%}  "

@@ -134,3 +134,53 @@ def test_bad_wavs_give_one_line_each(tmp_path):
     for (name, reason), line in zip(reasons.items(), errors):
         assert str(tmp_path / name) in line and reason in line, (reason, line)
     assert out.stdout.split()[:2] == [str(good), label_of(good)]
+
+
+def number_image(mnist_digits, path, gap=0.3, height=120):
+    """MNIST test digits side by side as dark ink on white paper, `gap` of a digit's width
+    apart, scaled to `height` px: a number as a user writes it."""
+    crops = []
+    for d in mnist_digits:
+        rows, cols = np.flatnonzero(d.any(1)), np.flatnonzero(d.any(0))
+        crops.append(d[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+    h = max(c.shape[0] for c in crops)
+    space = int(gap * np.mean([c.shape[1] for c in crops]))
+    canvas = np.zeros((h + 8, sum(c.shape[1] for c in crops) + space * (len(crops) - 1) + 8))
+    x = 4
+    for c in crops:
+        top = 4 + (h - c.shape[0]) // 2
+        canvas[top:top + c.shape[0], x:x + c.shape[1]] = c
+        x += c.shape[1] + space
+    img = Image.fromarray((255 - canvas).astype(np.uint8))
+    img.resize((round(img.width * height / img.height), height), Image.LANCZOS).save(path)
+
+
+def test_a_handwritten_number_reads_as_its_digits(mnist, tmp_path):
+    _, (x_test, y_test) = mnist
+    rng = np.random.default_rng(7)
+    files, expected = [], []
+    for n in range(6):
+        pick = rng.choice(len(x_test), 2 + n % 4, replace=False)
+        path = tmp_path / f"number_{n}.png"
+        number_image(x_test[pick], path)
+        files.append(path)
+        expected.append("".join(str(y_test[i]) for i in pick))
+    out = run_cli("classify", "--json", *files)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["digits"] for r in records] == expected
+    for r, digits in zip(records, expected):
+        assert len(r["confidences"]) == len(r["boxes"]) == len(digits)
+        assert r["confidence"] == min(r["confidences"])
+        assert "digit" not in r  # a number: "digit" is for a lone digit only
+        lefts = [box[0] for box in r["boxes"]]
+        assert lefts == sorted(lefts)
+    text = run_cli("classify", files[0])
+    assert text.stdout.split()[1] == expected[0]
+
+
+def test_a_lone_digit_keeps_its_json_shape():
+    out = run_cli("classify", "--json", REPO / "samples" / "images" / "7_paper_photo.jpg")
+    (record,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert record["digit"] == record["digits"] == "7"
+    assert record["kind"] == "image" and len(record["boxes"]) == 1

@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from tinydigits import __version__, catalog, listen, manifest
+from tinydigits import __version__, catalog, ctc, listen, manifest
 from tinydigits.errors import InputError, RuntimeUnavailable
-from tinydigits.runtime import VARIANTS, Classifier, model_path, models_dir
+from tinydigits.runtime import NOT_A_DIGIT, VARIANTS, Classifier, model_path, models_dir
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au"}
 AUDIO_MAGIC = (b"RIFF", b"RF64", b"RIFX", b"fLaC", b"OggS", b"FORM", b".snd")
@@ -56,6 +56,15 @@ class Models:
         if self.choice not in (None, *VARIANTS) and self.load(path).kind != kind:
             path = model_path(kind)  # a model given for the other kind of file
         return self.load(path)
+
+    def strings(self):
+        """The shipped digit-string model beside the isolated-word one, or None when it is
+        not shipped or a model path was given (that model alone answers)."""
+        spec = catalog.SPECS.get("digit_strings")
+        if spec is None or self.choice not in (None, *VARIANTS):
+            return None
+        variant = self.choice if self.choice in spec.variants else spec.default_variant
+        return self.load(models_dir() / f"{spec.stem}.{variant}.tflite")
 
 
 def warn_if_modified(path: Path) -> None:
@@ -105,6 +114,63 @@ def list_models(args) -> int:
     return 1 if bad else 0
 
 
+def read_image(path: Path, classifier) -> dict:
+    """A handwritten digit or number: its digits left to right, each with its confidence
+    and its box (x0, y0, x1, y1) in the file's pixels."""
+    from tinydigits.images import prepare_number
+
+    x, boxes = prepare_number(path, score=classifier.probabilities)
+    read = [classifier.predict(digit) for digit in x]
+    return {"digits": "".join(label for label, _ in read),
+            "confidences": [round(c, 4) for _, c in read], "boxes": [list(b) for b in boxes]}
+
+
+MIN_STRING_DIGITS = 2  # the string model answers when it hears this many digits or more
+
+
+def read_audio(path: Path, classifier, strings=None) -> dict:
+    """A spoken digit, or a digit string said in one breath or with pauses.
+
+    The isolated-word model answers a lone digit (or `none`, for a sound that is no digit);
+    the string model, when shipped, answers when it hears two digits or more.
+    """
+    from tinydigits.audio import prepare_wav, prepare_wav_string
+
+    if classifier.output == "ctc":  # --model PATH of a string model: it alone answers
+        strings, classifier = classifier, None
+    if strings is None:
+        return read_audio_clip(prepare_wav(path), classifier)
+    clip, (string, offset) = prepare_wav_string(path)
+    decoded = ctc.greedy_decode(strings.scores(string), offset_seconds=offset)
+    if classifier is not None and len(decoded.digits) < MIN_STRING_DIGITS:
+        return read_audio_clip(clip, classifier)
+    found = decoded.as_dict()
+    return {"digits": decoded.digits, "label": decoded.digits or NOT_A_DIGIT,
+            "confidences": found["confidences"] or [0.0], "times": found["times"]}
+
+
+def read_audio_clip(clip, classifier) -> dict:
+    label, confidence = classifier.predict(clip)
+    return {"digits": label if label != NOT_A_DIGIT else "", "label": label,
+            "confidences": [round(confidence, 4)]}
+
+
+def report(name: str, kind: str, reading: dict, as_json: bool) -> None:
+    """`file  digits  confidence` (the lowest digit's), or one JSON object; a lone digit
+    also carries `"digit"` as before numbers were read."""
+    confidence = min(reading["confidences"])
+    label = reading.get("label", reading["digits"])
+    if as_json:
+        record = {"file": name, "kind": kind, "digits": reading["digits"],
+                  "confidence": confidence, **{k: v for k, v in reading.items()
+                                               if k not in ("digits", "label")}}
+        if len(reading["confidences"]) == 1:
+            record["digit"] = label
+        print(json.dumps(record), flush=True)
+    else:
+        print(f"{name}  {label}  {confidence:.3f}", flush=True)
+
+
 def classify(args) -> int:
     models = Models(args.model)
     if args.model and args.model not in VARIANTS:
@@ -120,14 +186,9 @@ def classify(args) -> int:
         try:
             classifier = models.for_kind(kind)
             if kind == "image":
-                from tinydigits.images import preprocess_image
-
-                x = preprocess_image(path)
+                reading = read_image(path, classifier)
             else:
-                from tinydigits.audio import prepare_wav
-
-                x = prepare_wav(path)
-            label, confidence = classifier.predict(x)
+                reading = read_audio(path, classifier, models.strings())
         except (InputError, RuntimeUnavailable) as e:
             failed += 1
             message = str(e) if isinstance(e, InputError) else f"{name}: {e}"
@@ -135,11 +196,7 @@ def classify(args) -> int:
             if args.json:
                 print(json.dumps({"file": name, "error": message}), flush=True)
             continue
-        if args.json:
-            print(json.dumps({"file": name, "kind": kind, "digit": label,
-                              "confidence": round(confidence, 4)}), flush=True)
-        else:
-            print(f"{name}  {label}  {confidence:.3f}", flush=True)
+        report(name, kind, reading, args.json)
     return 1 if failed else 0
 
 
@@ -151,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser(
         "classify", help="classify image and WAV files",
-        description="Print one line per file: file, digit, confidence. Images (PNG, JPEG, "
-                    "...) of any size and polarity use the MNIST model; WAV/FLAC/OGG files "
-                    "use the spoken-digit model.")
+        description="Print one line per file: file, digits, confidence (of the least sure "
+                    "digit). Images (PNG, JPEG, ...) of any size and polarity hold a "
+                    "handwritten digit or a number written in a row, read with the MNIST "
+                    "model; WAV/FLAC/OGG files hold a spoken digit.")
     p.add_argument("files", nargs="+", metavar="FILE", help="images and/or WAV files")
     p.add_argument("--model", metavar="VARIANT|PATH",
                    help=f"a variant of the shipped models ({', '.join(VARIANTS)}) or a "

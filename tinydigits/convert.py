@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from tinydigits import ctc
 from tinydigits.blocks import LogMelSpectrogram  # registers the custom layers for loading
 from tinydigits.catalog import VARIANTS
 from tinydigits.runtime import Classifier
@@ -213,14 +214,31 @@ def judge(variant, y_test, keras_scores, scores, gate=None, decode=None) -> Veri
 
 
 def run_tflite(path, x: np.ndarray, progress=None) -> np.ndarray:
-    """Probabilities for every input, one at a time as the device runs them."""
+    """The model's scores for every input, one at a time as the device runs them:
+    probabilities (N, classes), or per-frame CTC probabilities (N, frames, 11)."""
     classifier = Classifier(path, num_threads=1)
-    out = np.empty((len(x), classifier.classes), np.float32)
+    out = []
     for i in range(len(x)):
-        out[i] = classifier.probabilities(x[i])
+        scores = classifier.scores(x[i])
+        out.append(ctc.softmax(scores).astype(np.float32) if classifier.output == "ctc"
+                   else scores)
         if progress:
             progress(i)
-    return out
+    return np.stack(out)
+
+
+def keras_scores(model, spec, x: np.ndarray) -> np.ndarray:
+    """The Keras model's scores on the test inputs, in the form `run_tflite` gives them."""
+    scores = model.predict(x, batch_size=32 if spec.output == "ctc" else 256, verbose=0)
+    return ctc.softmax(scores).astype(np.float32) if spec.output == "ctc" else scores
+
+
+def decoder(spec):
+    """Scores (N, ...) -> N predictions: a class index, or a CTC model's digit string."""
+    if spec.output == "ctc":
+        return lambda scores: np.array(["".join(str(c - 1) for c in ctc.greedy_path(p))
+                                        for p in scores])
+    return lambda scores: np.asarray(scores).argmax(-1)
 
 
 def measure_latency(path, x: np.ndarray, runs=300, warmup=20) -> tuple[float, float]:
@@ -236,9 +254,10 @@ def measure_latency(path, x: np.ndarray, runs=300, warmup=20) -> tuple[float, fl
     return float(np.median(times)), float(np.percentile(times, 95))
 
 
-def verify(variant, path, x_test, y_test, keras_scores, gate=None, progress=None):
+def verify(variant, path, x_test, y_test, keras_scores, gate=None, progress=None,
+           decode=None):
     """Run one `.tflite` file on the test set, compare it with Keras, gate it, time it."""
-    v = judge(variant, y_test, keras_scores, run_tflite(path, x_test, progress), gate)
+    v = judge(variant, y_test, keras_scores, run_tflite(path, x_test, progress), gate, decode)
     v.size_bytes = path.stat().st_size
     v.latency_ms_median, v.latency_ms_p95 = measure_latency(path, x_test)
     return v
@@ -278,5 +297,10 @@ def verification_data(dataset: str, data_dir=None, seed=0):
         clips = np.stack([prepare_clip(a, fsdd.sample_rate) for a in fsdd.audio])
         calibration = clips[rng.permutation(train)[:CALIBRATION_SAMPLES]]
         return calibration, clips[test], fsdd.digit[test]
+    if dataset == "digit_strings":  # strings of FSDD test words, padded to one length
+        from tinydigits.digit_strings import verification_strings
+
+        calibration, x_test, strings = verification_strings(data_dir, seed)
+        return calibration, x_test, np.array(strings)
     raise ValueError(f"unknown dataset {dataset!r}")
 
