@@ -152,7 +152,8 @@ def test_a_long_noisy_stream_prints_its_digits_in_order(digit_stream):
     records = [json.loads(line) for line in js.stdout.splitlines()]
     assert [r["digit"] for r in records] == printed
     for r in records:
-        assert set(r) == {"digit", "confidence", "start", "end"}  # no latency when not paced
+        assert set(r) == {"digit", "digits", "confidence", "start", "end"}  # unpaced: no latency
+        assert r["digits"] == r["digit"]
         assert 0 < r["start"] < r["end"] <= digit_stream.seconds and 0 < r["confidence"] <= 1
 
 
@@ -269,7 +270,7 @@ class FakeSounddevice(types.ModuleType):
 def test_each_microphone_failure_is_one_line_and_exit_1(monkeypatch, capsys, devices,
                                                         accepts, device, message):
     monkeypatch.setitem(sys.modules, "sounddevice", FakeSounddevice(devices, accepts))
-    monkeypatch.setattr(listen, "_load_classifier", lambda choice: object())
+    monkeypatch.setattr(listen, "_load_models", lambda choice: (object(), None))
     args = argparse.Namespace(list_devices=False, realtime=False, input=None, model=None,
                               device=device, threshold=0.5, json=False, show_rejected=False)
     assert listen.run(args) == 1

@@ -31,10 +31,17 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from tinydigits import audio, manifest
+from tinydigits import audio, catalog, ctc, manifest
 from tinydigits.errors import InputError, RuntimeUnavailable
 from tinydigits.features import AUDIO
-from tinydigits.runtime import NOT_A_DIGIT, VARIANTS, Classifier, model_path, quiet_native_stderr
+from tinydigits.runtime import (
+    NOT_A_DIGIT,
+    VARIANTS,
+    Classifier,
+    model_path,
+    models_dir,
+    quiet_native_stderr,
+)
 
 RATE = AUDIO.sample_rate  # 8000 Hz: what the model hears
 HOP_SECONDS = audio.HOP_SECONDS  # 10 ms hops, 20 ms frames: the same framing as find_utterance
@@ -60,6 +67,8 @@ PRE_ROLL_SECONDS = 0.2  # kept before the first loud frame: soft onsets ("f", "s
 MIN_SPEECH_SECONDS = 0.08  # shorter loud spans are clicks and taps, not digits
 MAX_SPEECH_SECONDS = 1.5  # longer loud spans are not one digit (FSDD's words: median 0.31 s,
 # 99.9% under 0.8 s) but a louder room: their level is the new floor (a fan switched on)
+MAX_STRING_SECONDS = 10.0  # with the digit-string model: a PIN or phone number said in one
+# breath is one loud span; longer ones are still a louder room
 
 # Rejection. The model's 11th class ("none": breath, clicks, hum, scraps of words) rejects
 # most non-digits; the threshold rejects the doubtful rest.
@@ -107,14 +116,14 @@ class Segmenter:
     stream is cut into blocks.
     """
 
-    def __init__(self, rate=RATE):
+    def __init__(self, rate=RATE, max_speech_seconds=MAX_SPEECH_SECONDS):
         self.rate = rate
         self.hop = int(round(rate * HOP_SECONDS))  # 80 samples
         hops = lambda seconds: int(round(seconds / HOP_SECONDS))
         self.pre_roll = hops(PRE_ROLL_SECONDS)  # 20
         self.hangover = hops(HANGOVER_SECONDS)  # 20
         self.min_hops = hops(MIN_SPEECH_SECONDS)  # 8
-        self.max_hops = hops(MAX_SPEECH_SECONDS)  # 150
+        self.max_hops = hops(max_speech_seconds)  # 150; 1000 with a string model
         self.warmup = hops(WARMUP_SECONDS)  # 25
         self._levels = deque(maxlen=hops(FLOOR_SECONDS))  # recent frame levels, dB
         self._pending = np.zeros(0, np.float32)  # samples short of a whole hop...
@@ -211,17 +220,41 @@ class Segmenter:
 
 @dataclass(frozen=True)
 class Detection:
-    digit: str  # "0"-"9"; for a rejected sound, the model's best label or "" (no speech)
-    confidence: float
+    digit: str  # "0"-"9", or a string of digits; for a rejected sound, the model's best
+    # label or "" (no speech)
+    confidence: float  # of the least sure digit
     start: float  # s since the stream began
     end: float
     accepted: bool
     reason: str = ""  # why a sound was rejected
+    confidences: tuple = ()  # per digit, for a string
+    times: tuple = ()  # per digit (start, end) s since the stream began, for a string
 
 
-def recognise(utterance: Utterance, classifier, threshold: float) -> Detection:
-    """Classify one utterance once; reject "none", low confidence, and no speech at all."""
+def recognise(utterance: Utterance, classifier, threshold: float, strings=None) -> Detection:
+    """Recognise one utterance once; reject "none", low confidence, and no speech at all.
+
+    With the digit-string model (`strings`), an utterance in which it hears two digits or
+    more is that string; one longer than any single word (MAX_SPEECH_SECONDS) is the
+    string model's alone; the isolated-word model answers the rest, as without it.
+    """
     span = dict(start=utterance.start, end=utterance.end)
+    long = utterance.end - utterance.start > MAX_SPEECH_SECONDS
+    if strings is not None:
+        try:
+            x, offset = audio.prepare_string(utterance.audio, RATE)
+        except InputError:
+            return Detection("", 0.0, accepted=False, reason="no speech found", **span)
+        head = utterance.start - PRE_ROLL_SECONDS  # where utterance.audio begins
+        decoded = ctc.greedy_decode(strings.scores(x), offset_seconds=max(0.0, head) + offset)
+        if len(decoded.digits) >= 2 or long or classifier is None:
+            if not decoded.digits:
+                return Detection("", 0.0, accepted=False, reason="no digits heard", **span)
+            detail = dict(confidences=decoded.confidences, times=decoded.times, **span)
+            if decoded.confidence < threshold:
+                return Detection(decoded.digits, decoded.confidence, accepted=False,
+                                 reason=f"confidence under {threshold:g}", **detail)
+            return Detection(decoded.digits, decoded.confidence, accepted=True, **detail)
     try:
         x = audio.prepare_clip(utterance.audio, RATE)
     except InputError:  # find_utterance saw no word in it: a steady sound
@@ -235,7 +268,7 @@ def recognise(utterance: Utterance, classifier, threshold: float) -> Detection:
     return Detection(label, confidence, accepted=True, **span)
 
 
-def detections(source, classifier, threshold: float, clock=time.monotonic):
+def detections(source, classifier, threshold: float, clock=time.monotonic, strings=None):
     """The one code path from any source to detections: (Detection, latency or None).
 
     `source` yields (block, arrival) with `block` float32 (frames,) or (frames, channels)
@@ -245,7 +278,8 @@ def detections(source, classifier, threshold: float, clock=time.monotonic):
     resampler = None
     if source.rate != RATE:
         resampler = soxr.ResampleStream(source.rate, RATE, 1, dtype="float32", **RESAMPLER)
-    segmenter = Segmenter(RATE)
+    segmenter = Segmenter(RATE, MAX_STRING_SECONDS if strings is not None else
+                          MAX_SPEECH_SECONDS)
     origin = None  # monotonic time of the stream's first frame: the earliest estimate wins
     frames = 0
     for block, arrival in source:
@@ -258,17 +292,17 @@ def detections(source, classifier, threshold: float, clock=time.monotonic):
             origin = start if origin is None else min(origin, start)
         words = segmenter.feed(resampler.resample_chunk(block) if resampler else block)
         for utterance in words:
-            yield _judged(utterance, classifier, threshold, origin, clock)
+            yield _judged(utterance, classifier, threshold, origin, clock, strings)
     if resampler is not None:
         words = segmenter.feed(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
     else:
         words = []
     for utterance in words + segmenter.flush():
-        yield _judged(utterance, classifier, threshold, origin, clock)
+        yield _judged(utterance, classifier, threshold, origin, clock, strings)
 
 
-def _judged(utterance, classifier, threshold, origin, clock):
-    detection = recognise(utterance, classifier, threshold)
+def _judged(utterance, classifier, threshold, origin, clock, strings=None):
+    detection = recognise(utterance, classifier, threshold, strings)
     latency = None if origin is None else clock() - (origin + utterance.end)
     return detection, latency
 
@@ -492,20 +526,38 @@ def add_parser(commands):
     return p
 
 
-def _load_classifier(choice):
-    classifier = Classifier(model_path("audio", choice))
-    if message := manifest.warning(classifier.path):
+def _load(path):
+    model = Classifier(path)
+    if message := manifest.warning(model.path):
         print(f"tinydigits: warning: {message}", file=sys.stderr, flush=True)
-    if classifier.input_shape != (AUDIO.window_samples,):
-        raise RuntimeUnavailable(f"{classifier.path}: takes input {classifier.input_shape}, "
+    return model
+
+
+def _load_models(choice):
+    """(isolated-word classifier, digit-string model or None). A variant name picks that
+    variant of both shipped models; a path to either kind of model uses it alone."""
+    model = _load(model_path("audio", choice))
+    if model.output == "ctc":  # a string model given by path: it alone answers
+        return None, model
+    if model.input_shape != (AUDIO.window_samples,):
+        raise RuntimeUnavailable(f"{model.path}: takes input {model.input_shape}, "
                                  f"not {AUDIO.window_samples} samples of 8 kHz audio")
-    return classifier
+    spec = catalog.SPECS.get("digit_strings")
+    if spec is None or choice not in (None, *VARIANTS):
+        return model, None
+    variant = choice if choice in spec.variants else spec.default_variant
+    return model, _load(models_dir() / f"{spec.stem}.{variant}.tflite")
 
 
 def _print(detection: Detection, latency, as_json: bool):
     if as_json:
-        record = {"digit": detection.digit, "confidence": round(detection.confidence, 4),
+        record = {"digits": detection.digit, "confidence": round(detection.confidence, 4),
                   "start": round(detection.start, 3), "end": round(detection.end, 3)}
+        if len(detection.digit) == 1:
+            record["digit"] = detection.digit
+        if detection.times:
+            record["confidences"] = [round(c, 4) for c in detection.confidences]
+            record["times"] = [[round(a, 3), round(b, 3)] for a, b in detection.times]
         if latency is not None:
             record["latency"] = round(latency, 4)
         print(json.dumps(record), flush=True)
@@ -539,7 +591,7 @@ def run(args) -> int:
         _error("--realtime only applies to --input FILE")
         return 2
     try:
-        classifier = _load_classifier(args.model)
+        classifier, strings = _load_models(args.model)
     except RuntimeUnavailable as e:
         _error(e)
         return 2
@@ -553,7 +605,8 @@ def run(args) -> int:
             source.start()
         print(f"tinydigits: listening to {source.description}; Ctrl-C stops",
               file=sys.stderr, flush=True)
-        for detection, latency in detections(source, classifier, args.threshold):
+        for detection, latency in detections(source, classifier, args.threshold,
+                                             strings=strings):
             if detection.accepted:
                 _print(detection, latency, args.json)
             elif args.show_rejected:
