@@ -1,34 +1,62 @@
-"""How the shipped MNIST model fares on digits that do not look like MNIST's files.
+"""How the shipped MNIST model fares on handwriting that does not look like MNIST's files.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/handwriting.py [--digits 1000]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/handwriting.py [--digits 1000] [--numbers 300]
 
-Renders MNIST test digits the way users send them (dark ink on light paper, padded and
-off-centre, resized to 32-300 px, RGB, RGBA, a noisy shaded JPEG "photo"), writes each to a
-file, and classifies the files exactly as `tinydigits classify` does. For each variant it
-prints accuracy, agreement with the answer on the original digit, and the accuracy a plain
-resize to 28x28 would get (no polarity, crop or centring): why the preprocessing exists.
+Renders MNIST *test* digits the way users send them, writes each to a file and reads the
+file exactly as `tinydigits classify` does (`images.prepare_number`, then the classifier).
+Single digits: the old variants (MNIST's own margin: ink on paper, off-centre, 32-300 px,
+RGB, RGBA, a shaded noisy JPEG photo) and sources without MNIST's margin (tight crops,
+8 and 16 px scans upscaled, 1-bit, thick marker, thin pen, a sheet on a dark table), every
+other one in the other polarity. For each: accuracy, agreement with the answer on the
+original digit, and the accuracy a plain resize to 28x28 would get. Numbers: 2-6 MNIST test
+digits in a row, gaps from -10% (overlapping) to 40% of a digit's width, vertical jitter,
+either polarity, 32-300 px high: digits right and numbers exactly right. Last, the time to
+read a 6-digit number image on one thread.
 """
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from tinydigits.datasets import load_mnist
-from tinydigits.images import preprocess_image
+from tinydigits.errors import InputError
+from tinydigits.images import _max_filter, prepare_number
 from tinydigits.runtime import Classifier, model_path
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--digits", type=int, default=1000, help="MNIST test digits to render")
+parser.add_argument("--digits", type=int, default=1000, help="MNIST test digits per variant")
+parser.add_argument("--numbers", type=int, default=300, help="composed numbers (2-6 digits)")
 parser.add_argument("--model", default=str(model_path("image")),
                     help="the .tflite to measure (default: the shipped int8_io)")
 args = parser.parse_args()
 
+GAPS = (-0.10, 0.40)  # gap between neighbours, in units of a digit's width (20 px in MNIST)
+JITTER = 0.15  # each digit moves up or down by up to 15% of the row's height
+HEIGHTS = (32, 300)  # px: the number image's height
+
 
 def paper(d):
     return 255 - d  # dark ink on white paper
+
+
+def tight(d):
+    """The digit cropped to its ink: the ink touches every edge."""
+    rows, cols = np.flatnonzero((d > 0).any(1)), np.flatnonzero((d > 0).any(0))
+    return d[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def resize(d, height, how=Image.BICUBIC):
+    h, w = d.shape
+    size = (max(1, round(w * height / h)), height)
+    return np.asarray(Image.fromarray(d).resize(size, how))
+
+
+def polarity(d, k):
+    return paper(d) if k % 2 else d
 
 
 def canvas(d, size, rng):
@@ -54,40 +82,166 @@ def photo(d, rng):
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
+def scan(d, side, k, rng):
+    """A low-resolution scan: the tight digit in side x side px, upscaled to 32-300 px."""
+    t = tight(d)
+    s = side / max(t.shape)
+    size = (max(1, round(t.shape[1] * s)), max(1, round(t.shape[0] * s)))
+    small = Image.fromarray(t).resize(size, Image.BOX)
+    frame = Image.new("L", (side, side))
+    frame.paste(small, ((side - small.width) // 2, (side - small.height) // 2))
+    up = int(rng.integers(32, 301))
+    how = Image.NEAREST if k % 4 < 2 else Image.BICUBIC  # blocky or blurry
+    return polarity(np.asarray(frame.resize((up, up), how)), k)
+
+
+def one_bit(d, k):
+    """A 1-bit scan at 16 px, upscaled to 64 px: Semeion-like."""
+    bits = scan(d, 16, 0, np.random.default_rng(0)) > 127
+    return Image.fromarray(polarity(bits.astype(np.uint8) * 255, k)).convert("1")
+
+
+def marker(d, k):
+    """100 px, strokes about twice MNIST's width."""
+    ink = resize(d, 100).astype(np.float32) / 255
+    return polarity((_max_filter(ink, 7) * 255).astype(np.uint8), k)
+
+
+def thin_pen(d, k):
+    """300 px, strokes about a third of MNIST's width, tightly framed."""
+    ink = resize(tight(d), 300).astype(np.float32) / 255
+    thin = 1 - _max_filter(1 - (ink > 0.5).astype(np.float32), 15)
+    return polarity((thin * 255).astype(np.uint8), k)
+
+
+def on_table(d, rng):
+    """A white sheet (60% of the photo, all in view) on a dark table, shaded, JPEG."""
+    photo_ = np.full((300, 300), 60.0) + rng.normal(0, 8, (300, 300))
+    sheet = 235 - 0.8 * resized(paper(d), 180).astype(float)
+    y, x = rng.integers(8, 60, 2)
+    photo_[y:y + 232, x:x + 232] = 235
+    photo_[y + 26:y + 206, x + 26:x + 206] = sheet
+    shade = np.linspace(0.8, 1.0, 300)[None, :]
+    return np.clip(photo_ * shade, 0, 255).astype(np.uint8)
+
+
 VARIANTS = {
-    "original (MNIST file)": lambda d, rng: (d, "png"),
-    "inverted (ink on paper)": lambda d, rng: (paper(d), "png"),
-    "off-centre on 100 px sheet": lambda d, rng: (canvas(d, 100, rng), "png"),
-    "32 px": lambda d, rng: (resized(d, 32), "png"),
-    "64 px": lambda d, rng: (resized(d, 64), "png"),
-    "100 px": lambda d, rng: (resized(d, 100), "png"),
-    "300 px": lambda d, rng: (resized(d, 300), "png"),
-    "RGB 100 px": lambda d, rng: (np.repeat(resized(d, 100)[..., None], 3, -1), "png"),
-    "RGBA, ink on transparent": lambda d, rng: (np.dstack([np.zeros((28, 28, 3), np.uint8), d]),
-                                                "png"),
-    "photo: 300 px shaded noisy JPEG": lambda d, rng: (photo(d, rng), "jpg"),
+    "original (MNIST file)": lambda d, k, rng: (d, "png"),
+    "inverted (ink on paper)": lambda d, k, rng: (paper(d), "png"),
+    "off-centre on 100 px sheet": lambda d, k, rng: (canvas(d, 100, rng), "png"),
+    "32 px": lambda d, k, rng: (resized(d, 32), "png"),
+    "64 px": lambda d, k, rng: (resized(d, 64), "png"),
+    "100 px": lambda d, k, rng: (resized(d, 100), "png"),
+    "300 px": lambda d, k, rng: (resized(d, 300), "png"),
+    "RGB 100 px": lambda d, k, rng: (np.repeat(resized(d, 100)[..., None], 3, -1), "png"),
+    "RGBA, ink on transparent": lambda d, k, rng: (
+        np.dstack([np.zeros((28, 28, 3), np.uint8), d]), "png"),
+    "photo: 300 px shaded noisy JPEG": lambda d, k, rng: (photo(d, rng), "jpg"),
+    "tight crop, 64 px high": lambda d, k, rng: (polarity(resize(tight(d), 64), k), "png"),
+    "16 px scan, upscaled 32-300 px": lambda d, k, rng: (scan(d, 16, k, rng), "png"),
+    "8 px scan, upscaled 32-300 px": lambda d, k, rng: (scan(d, 8, k, rng), "png"),
+    "1-bit 16 px scan, 64 px": lambda d, k, rng: (one_bit(d, k).resize((64, 64)), "png"),
+    "thick marker, 100 px": lambda d, k, rng: (marker(d, k), "png"),
+    "thin pen, tight, 300 px": lambda d, k, rng: (thin_pen(d, k), "png"),
+    "sheet on a dark table, JPEG": lambda d, k, rng: (on_table(d, rng), "jpg"),
 }
 
+
+def number_image(digits, k, rng):
+    """MNIST digits (uint8 28x28, ink bright) side by side as one image of a number."""
+    parts = [tight(d) for d in digits]
+    gaps = rng.uniform(*GAPS, len(parts) - 1) * 20
+    jitter = rng.uniform(-JITTER, JITTER, len(parts)) * 20
+    xs = np.concatenate([[0], np.cumsum([p.shape[1] for p in parts[:-1]] + gaps)])
+    ys = 14 - np.array([p.shape[0] for p in parts]) / 2 + jitter
+    margin = 6
+    xs, ys = np.round(xs + margin).astype(int), np.round(ys - ys.min() + margin).astype(int)
+    height = int(max(y + p.shape[0] for y, p in zip(ys, parts)) + margin)
+    width = int(max(x + p.shape[1] for x, p in zip(xs, parts)) + margin)
+    row = np.zeros((height, width), np.uint8)
+    for x, y, p in zip(xs, ys, parts):
+        spot = row[y:y + p.shape[0], x:x + p.shape[1]]
+        spot[...] = np.maximum(spot, p)  # overlapping neighbours: the ink of both
+    return polarity(resize(row, int(rng.integers(HEIGHTS[0], HEIGHTS[1] + 1))), k)
+
+
+def edit_distance(a, b):
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
 classifier = Classifier(args.model)
+score = classifier.probabilities
+
+
+def read(path):
+    """The digits `tinydigits classify` reads in a file ('' if it refuses the file)."""
+    try:
+        x, _ = prepare_number(path, score)
+    except InputError:
+        return ""
+    return "".join(classifier.predict(digit)[0] for digit in x)
+
+
 (_, _), (x_test, y_test) = load_mnist()
 pick = np.linspace(0, len(x_test) - 1, args.digits).astype(int)
 rng = np.random.default_rng(0)
 reference = None
-print(f"{args.model}, {args.digits} MNIST test digits per variant\n")
+start = time.time()
+print(f"{args.model}, {args.digits} MNIST test digits per variant, {args.numbers} numbers\n")
 print("| variant | accuracy | same answer as original | plain resize accuracy |")
 print("|---|---|---|---|")
 with tempfile.TemporaryDirectory() as tmp:
     for title, render in VARIANTS.items():
         answers, plain = [], []
         for k, i in enumerate(pick):
-            pixels, ext = render(x_test[i], rng)
+            pixels, ext = render(x_test[i], k, rng)
             path = Path(tmp) / f"{k}.{ext}"
-            Image.fromarray(pixels).save(path, quality=85)
-            answers.append(int(classifier.predict(preprocess_image(path))[0]))
+            (pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)).save(
+                path, quality=85)
+            answers.append(read(path))
             gray = Image.open(path).convert("L").resize((28, 28), Image.BILINEAR)
-            plain.append(int(classifier.predict(np.asarray(gray, np.float32)[..., None] / 255)[0]))
+            plain.append(classifier.predict(np.asarray(gray, np.float32)[..., None] / 255)[0])
         answers, plain = np.array(answers), np.array(plain)
+        truth = y_test[pick].astype(str)
         reference = answers if reference is None else reference
-        print(f"| {title} | {(answers == y_test[pick]).mean():.1%} | "
-              f"{(answers == reference).mean():.1%} | {(plain == y_test[pick]).mean():.1%} |",
+        print(f"| {title} | {(answers == truth).mean():.1%} | "
+              f"{(answers == reference).mean():.1%} | {(plain == truth).mean():.1%} |",
               flush=True)
+
+    print("\n| numbers (2-6 digits) | digits right | exactly right | numbers |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(1)
+    by_length = {}
+    for k in range(args.numbers):
+        n = 2 + k % 5
+        idx = rng.integers(0, len(x_test), n)
+        path = Path(tmp) / f"n{k}.png"
+        Image.fromarray(number_image(x_test[idx], k, rng)).save(path)
+        truth, got = "".join(map(str, y_test[idx])), read(path)
+        right = max(0, n - edit_distance(truth, got))
+        by_length.setdefault(n, []).append((right, n, got == truth))
+    every = [r for rows in by_length.values() for r in rows]
+    for n, rows in [*sorted(by_length.items()), ("all", every)]:
+        right, total = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        exact = np.mean([r[2] for r in rows])
+        print(f"| {n} digits | {right / total:.1%} | {exact:.1%} | {len(rows)} |")
+
+    # A 6-digit number, 100 px high, read end to end (decode, segment, classify) on one thread.
+    digits = x_test[[11, 22, 33, 44, 55, 66]]
+    path = Path(tmp) / "six.png"
+    six = resize(number_image(digits, 1, np.random.default_rng(2)), 100)
+    Image.fromarray(six).save(path)
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        read(path)
+        times.append(time.perf_counter() - t0)
+    ms = np.median(times) * 1000, np.percentile(times, 95) * 1000
+    print(f"\n6-digit number image ({six.shape[1]}x{six.shape[0]} px): {ms[0]:.1f} ms median, "
+          f"{ms[1]:.1f} ms p95, one thread")
+print(f"benchmark ran in {(time.time() - start) / 60:.1f} min")

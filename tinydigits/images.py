@@ -26,6 +26,7 @@ LEVELS = 256  # histogram bins for Otsu's threshold
 PURE = 0.95  # an edge this much one class all round is a table (or a margin), and if...
 SHEET = 0.45  # ...the other class covers 45% of the image, that is a sheet of paper on it
 FIT_POINTS = 2000  # paper pixels sampled to fit the paper's shading (6 unknowns)
+SHADED = 0.5  # the shading is fitted where the paper is half the image at least
 NOISE_K = 5.0  # ink must stand out by 5 sigma of the paper's noise, else it is noise
 MIN_CONTRAST = 0.05  # ~13 grey levels: fainter than this is a blank page
 MIN_FLOOR = 0.05  # always zero the lowest 5% of the ink range (JPEG ringing, texture)
@@ -199,7 +200,10 @@ def page_to_ink(gray: np.ndarray):
     paper = bright == paper_is_bright
     if inside is not None:
         paper &= inside
-    surface, sigma = _fit_paper(gray, paper, inside)
+    surface = _fit_paper(gray, paper)
+    # The noise, from neighbours' differences: flat paper and flat ink give the same answer
+    # (a class's own spread would count a tight crop's grey stroke edges as noise).
+    sigma = 1.4826 * float(np.median(np.abs(np.diff(gray, axis=1)))) / math.sqrt(2)
     ink = gray - surface if not paper_is_bright else surface - gray
     if inside is not None:
         ink[~inside] = 0
@@ -245,9 +249,13 @@ def _sheet(sheet: np.ndarray) -> np.ndarray:
     return ~np.repeat(np.repeat(table, k, axis=0), k, axis=1)[:h, :w]
 
 
-def _fit_paper(gray, paper, inside):
-    """The paper's shading (a quadratic surface, fitted robustly) and its noise sigma."""
+def _fit_paper(gray, paper):
+    """The paper's shading: a quadratic surface, fitted robustly.
+
+    Where the paper is less than SHADED of the image (a tight crop of a thick digit: the
+    paper is slivers between strokes), a surface would bend into the ink: a flat level."""
     h, w = gray.shape
+    terms = 6 if paper.mean() >= SHADED else 1
     y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
     x = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
     step = max(1, math.isqrt(h * w // (4 * FIT_POINTS)))  # a grid first: no 1e6 indices
@@ -255,14 +263,15 @@ def _fit_paper(gray, paper, inside):
     if len(rows) > FIT_POINTS:  # a random sample fits as well, and 10x faster on a photo
         pick = np.random.default_rng(0).choice(len(rows), FIT_POINTS, replace=False)
         rows, cols = rows[pick], cols[pick]
-    a, b = np.stack(_quadratic(y[rows, 0], x[0, cols]), axis=1), gray[rows, cols]
+    a, b = np.stack(_quadratic(y[rows, 0], x[0, cols])[:terms], axis=1), gray[rows, cols]
     keep = np.ones(len(b), bool)
     for _ in range(2):  # refit without the outliers (ink the threshold took for paper)
         coef = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0].astype(np.float32)
         resid = b - a @ coef
-        sigma = 1.4826 * np.median(np.abs(resid - np.median(resid)))  # robust noise level
-        keep = np.abs(resid) <= 3 * sigma + 1e-3  # (+1e-3: synthetic paper has sigma 0)
-    return sum(c * t for c, t in zip(coef, _quadratic(y, x), strict=True)), sigma
+        off = np.abs(resid - np.median(resid))
+        keep = off <= 3 * 1.4826 * np.median(off) + 1e-3  # (+1e-3: synthetic paper is flat)
+    surface = sum(c * t for c, t in zip(coef, _quadratic(y, x)[:terms], strict=True))
+    return np.broadcast_to(surface, gray.shape)
 
 
 def _quadratic(y, x):  # the terms of a quadratic surface in x and y
@@ -405,7 +414,7 @@ ROW_PX = 96  # px: the row is measured with its ink this high (48 px merged 1 px
 INSIDE = 0.8  # a piece overlapping another horizontally by 80% of its width is part of it,
 PIECE = 0.3  # ...as is one by 50% that is short (under SHORT of the other's height: a bar)
 SHORT = 0.6
-LONE = 0.1  # a piece with under 10% of the largest one's ink, and short, is a speck
+LONE = 0.1  # a piece with under 10% of the largest one's ink is a speck (a thin 1: ~25%)
 SPLIT = 0.9  # a box wider than 0.9 row heights may be two touching digits; one wider than
 WIDE = 1.4  # 1.4 is (MNIST digits cropped to their ink: 1% are wider than 1.25, 0.2% 1.4)
 SURE = 0.99  # below WIDE, a box is cut only if the classifier is less sure than this of it
@@ -463,7 +472,7 @@ def _digits(ink, score):
     pieces = _merge(pieces)
     top = max(p[4] for p in pieces)
     height = np.median([p[3] - p[1] for p in pieces if p[4] >= 0.25 * top])  # of the row
-    pieces = [p for p in pieces if p[4] >= LONE * top or p[3] - p[1] >= 0.5 * height]
+    pieces = [p for p in pieces if p[4] >= LONE * top]
     tallest = max(p[3] - p[1] for p in pieces)  # in cells
     if tallest < 3 or k * tallest < MIN_DIGIT * max(ink.shape):
         raise ValueError("no digit found (only specks)")
@@ -553,6 +562,9 @@ def _split(part, height, typical, lone, score):
         halves = part[:, :c], part[:, c:]
         if not all((h > INK).any() for h in halves):
             continue
+        runs = np.count_nonzero(np.diff(np.concatenate([[0], part[:, c] > INK, [0]])) == 1)
+        if not wide and (runs > 2 or not all(_one_stroke(h) for h in halves)):
+            continue  # touching digits meet at a stroke or two; this slices one digit
         if score is None:
             best = c
             break
@@ -567,6 +579,15 @@ def _split(part, height, typical, lone, score):
         out += [((x0 + shift + a, y0 + b, x0 + shift + c, y0 + d), digit)
                 for (a, b, c, d), digit in _split(half, height, typical, lone, score)]
     return out
+
+
+def _one_stroke(a) -> bool:
+    """Is the ink in `a` one connected piece (ignoring crumbs under a tenth of it)?"""
+    labels, n = _components(a > INK)
+    if n <= 1:
+        return True
+    mass = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    return np.count_nonzero(mass >= 0.1 * mass.sum()) <= 1
 
 
 def _ink_box(a):
