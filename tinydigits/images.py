@@ -421,7 +421,6 @@ SURE = 0.99  # below WIDE, a box is cut only if the classifier is less sure than
 RATIO = 2.0  # ...or if it is 1.4 times as wide as the row's typical digit (1s left out)
 NARROW = 0.45  # a box narrower than this many row heights is a 1 (or a piece)
 CUTS = 5  # candidate cuts tried per box when a classifier chooses
-STRAIGHT = 0.04  # a 1's stroke strays from a straight line by 4% of its height (rms) at most
 
 
 def find_digits(ink: np.ndarray, score=None) -> list:
@@ -543,13 +542,7 @@ def _split(part, height, typical, lone, score):
     # Measured on pairs of MNIST test digits overlapping by 0-10% of a width and touching:
     # 60% are wider than WIDE; the classifier is less than SURE of 60% of the rest, and of
     # 3.5% of lone digits wider than SPLIT.
-    if score is not None and w > SPLIT * height:  # a 1 leaning on a neighbour: peel it off
-        c = _peel(part, height, score)
-        if c is not None:
-            return _halves(part, c, (x0, y0), height, typical, lone, score)
-    if w <= SPLIT * height:
-        return [(box, whole)]
-    if lone and w <= WIDE * height:  # alone in the image: most likely one digit
+    if w <= (WIDE if lone else SPLIT) * height:  # alone in the image: most likely one digit
         return [(box, whole)]
     wide = (w > WIDE * height and not lone) or w > RATIO * typical
     sure = float(np.max(score(whole[..., None]))) if score is not None else 0.0
@@ -581,52 +574,11 @@ def _split(part, height, typical, lone, score):
             best, sure = c, both
     if best is None:  # no cut, or the classifier is surest of the box as one digit
         return [(box, whole)]
-    return _halves(part, best, (x0, y0), height, typical, lone, score)
-
-
-def _halves(part, c, origin, height, typical, lone, score):
-    """`_split` of each side of column c, in the coordinates `origin` + `part`'s."""
     out = []
-    for shift, half in ((0, part[:, :c]), (c, part[:, c:])):
-        out += [((origin[0] + shift + a, origin[1] + b, origin[0] + shift + x1, origin[1] + y1),
-                 digit) for (a, b, x1, y1), digit in _split(half, height, typical, lone, score)]
+    for shift, half in ((0, part[:, :best]), (best, part[:, best:])):
+        out += [((x0 + shift + a, y0 + b, x0 + shift + c, y0 + d), digit)
+                for (a, b, c, d), digit in _split(half, height, typical, lone, score)]
     return out
-
-
-def _peel(part, height, score):
-    """The column that cuts a 1 off either end of `part`, or None.
-
-    The slice must be a tall straight stroke the classifier is sure is a 1, joined to the
-    rest by one stroke, and the rest a digit it is sure of (a 9's stem is no 1: the rest,
-    an o, is no digit it is sure of; a 4's stem leaves an L)."""
-    h, w = part.shape
-    column = part.sum(axis=0)
-    for side in (1, -1):
-        span = np.arange(max(1, int(0.1 * w)), int(0.45 * w))
-        cols = span if side == 1 else w - span
-        for c in cols[np.argsort(column[cols], kind="stable")[:2]]:
-            one, rest = (part[:, :c], part[:, c:]) if side == 1 else (part[:, c:], part[:, :c])
-            runs = np.count_nonzero(np.diff(np.concatenate([[0], part[:, c] > INK, [0]])) == 1)
-            if runs != 1 or not (one > INK).any() or not (rest > INK).any():
-                continue
-            one, rest = _tight(one), _tight(rest)
-            if (one.shape[0] < 0.75 * height or one.shape[1] > 0.35 * height
-                    or not _straight(one) or not _one_stroke(one)):
-                continue
-            p_one, p_rest = score(_fit(one)[..., None]), score(_fit(rest)[..., None])
-            if int(np.argmax(p_one)) == 1 and min(p_one.max(), p_rest.max()) >= SURE:
-                return int(c)
-    return None
-
-
-def _straight(a) -> bool:
-    """Does the ink in `a` lie along a straight line (as a 1's stroke does)?"""
-    rows = np.flatnonzero((a > INK).any(1))
-    if len(rows) < 3 or np.ptp(rows) == 0:
-        return False
-    centre = [np.flatnonzero(a[r] > INK).mean() for r in rows]
-    fit = np.polyval(np.polyfit(rows, centre, 1), rows)
-    return float(np.sqrt(np.mean((centre - fit) ** 2))) <= STRAIGHT * a.shape[0]
 
 
 def _one_stroke(a) -> bool:
