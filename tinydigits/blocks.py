@@ -194,22 +194,3 @@ def ctc_loss(labels, logits):
     batch, frames = keras.ops.shape(logits)[0], keras.ops.shape(logits)[1]
     logit_length = keras.ops.full((batch,), frames, dtype="int32")
     return keras.ops.ctc_loss(labels, logits, label_length, logit_length, mask_index=0)
-
-
-def separable_residual_block(x, filters, kernel_size=9, name=None):
-    """Two depthwise-separable Conv1Ds (wide in time, cheap in weights) and a shortcut
-    (identity, or a 1x1 projection when the width changes), joined by `Add`: the
-    QuartzNet-style block for long receptive fields in small speech models."""
-    shortcut = x
-    if x.shape[-1] != filters:
-        shortcut = layers.Conv1D(filters, 1, use_bias=False, name=name and f"{name}_proj")(x)
-        shortcut = layers.BatchNormalization(name=name and f"{name}_proj_bn")(shortcut)
-    y = x
-    for part in ("a", "b"):
-        y = layers.SeparableConv1D(filters, kernel_size, padding="same", use_bias=False,
-                                   name=name and f"{name}_{part}_conv")(y)
-        y = layers.BatchNormalization(name=name and f"{name}_{part}_bn")(y)
-        if part == "a":
-            y = layers.ReLU(name=name and f"{name}_a_relu")(y)
-    y = layers.Add(name=name and f"{name}_add")([shortcut, y])
-    return layers.ReLU(name=name and f"{name}_out")(y)

@@ -229,6 +229,7 @@ def plot_strings(logmels, probs, references, hypotheses, seconds, path):
     """Per string: its log-mel spectrogram over the frame-wise digit probabilities, titled
     with the true and the decoded string (red when they differ)."""
     from tinydigits import reports
+    from tinydigits.ctc import greedy_decode
 
     plt = reports._pyplot()
     fig, axes = plt.subplots(2 * len(logmels), 1, figsize=(10, 2.6 * len(logmels)),
@@ -245,8 +246,9 @@ def plot_strings(logmels, probs, references, hypotheses, seconds, path):
         t = (np.arange(steps) + 0.5) * 0.04
         for d in range(10):
             bottom.plot(t, p[:steps, d + 1], lw=1, label=str(d))
-            for i in np.flatnonzero(p[:steps].argmax(1) == d + 1):
-                bottom.text(t[i], 1.02, str(d), fontsize=7, ha="center")
+        decoded = greedy_decode(np.log(p[:steps] + 1e-12))
+        for digit, (a, b) in zip(decoded.digits, decoded.times):
+            bottom.text((a + b) / 2, 1.02, digit, fontsize=8, ha="center")
         bottom.plot(t, p[:steps, 0], color="0.7", lw=0.8, ls="--", label="blank")
         bottom.set_xlim(0, frames / 100)
         bottom.set_ylim(0, 1.15)

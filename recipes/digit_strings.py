@@ -1,0 +1,182 @@
+"""Digit strings by ear: a fully convolutional Conv1D network trained with CTC.
+
+PINs and phone numbers said in one breath or with pauses: the model hears raw 8 kHz audio
+of any length (the time axis is `None`, so its `.tflite` takes any length through
+`resize_tensor_input`) and scores every 40 ms frame over the CTC blank and the 10 digits.
+Training strings are made every epoch from FSDD's training words (tinydigits/digit_strings.py:
+1-10 words, each at its own speed and level, overlapping to 600 ms apart, non-digit sounds
+in some gaps, the whole string re-recorded); test strings from its test words.
+
+    python recipes/digit_strings.py              # ~20 min on 2 cores
+    python recipes/digit_strings.py --epochs 1   # a smoke run
+
+Writes tinydigits/models/digit_strings.keras, its metrics JSON and PNG plots (training
+curves; test strings' spectrograms with the frame-wise scores and the decoded string).
+Results: the metrics JSON and the README.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tinydigits import ctc, digit_strings, reports
+from tinydigits.blocks import (
+    LogMelFrames,
+    conv_bn_relu,
+    ctc_logits,
+    ctc_loss,
+    max_pool,
+    residual_block,
+)
+from tinydigits.datasets import load_fsdd
+from tinydigits.errors import DatasetError
+from tinydigits.features import AUDIO
+from tinydigits.files import atomic_path
+
+# ----------------------------------------------------------------------------- Setup
+EPOCHS = 40  # every epoch hears freshly made strings
+CURRICULUM = 2  # longest string in epoch e (from 0): 2 + e digits, up to 10; short strings
+# get CTC past its all-blank plateau sooner
+STRINGS_PER_EPOCH = 1500
+BATCH_SIZE = 32
+LEARNING_RATE = 2e-3  # peak; cosine decay to 0
+BUCKET_SECONDS = 2.0  # a batch is padded to a multiple of this: 5 shapes, 5 traces
+CLASSES = 11  # CTC blank (0) and digits 0-9 (1-10)
+FRAME_STEP = 4  # two poolings by 2: one output frame per 4 log-mel frames (40 ms)
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+parser.add_argument("--strings", type=int, default=STRINGS_PER_EPOCH,
+                    help="training strings made per epoch")
+parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="strings per step")
+parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="peak learning rate")
+parser.add_argument("--data-dir", help="dataset cache (default: $TINYDIGITS_DATA or data/)")
+parser.add_argument("--out-dir", default="tinydigits/models",
+                    help="where the model, metrics and plots go")
+parser.add_argument("--seed", type=int, default=1, help="random seed")
+args = parser.parse_args()
+keras.utils.set_random_seed(args.seed)
+name = "digit_strings"
+out = Path(args.out_dir)
+frame_seconds = FRAME_STEP * AUDIO.frame_step / AUDIO.sample_rate  # 0.04 s
+assert frame_seconds == ctc.FRAME_SECONDS
+
+# ------------------------------------------------------------------------------ Data
+try:
+    fsdd = load_fsdd(args.data_dir)
+except DatasetError as e:  # a corrupt cache: say which file and how to fix it, no traceback
+    sys.exit(f"error: {e}")
+train_idx, test_idx = fsdd.official_split()
+# Test strings: FSDD test words, 30 strings of each length 1-10, the same every run.
+test_audio, test_digits = digit_strings.evaluation_strings(fsdd, test_idx)
+test_x = digit_strings.pad(test_audio, int(digit_strings.MAX_SECONDS * AUDIO.sample_rate))
+builder = digit_strings.StringBuilder(
+    fsdd, train_idx, mixed_speakers=digit_strings.MIXED_SPEAKERS_PROBABILITY)
+clean_builder = digit_strings.StringBuilder(fsdd, train_idx, rerecorded=False)  # FSDD as is
+
+
+class Strings(keras.utils.PyDataset):
+    """Batches of fresh training strings, padded with silence to a multiple of 2 s."""
+
+    def __init__(self):
+        super().__init__(workers=2)  # threads: soxr and the FFTs release the GIL
+        self.epoch = 0
+
+    def __len__(self):
+        return args.strings // args.batch_size
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([args.seed, self.epoch, i])  # thread-safe, reproducible
+        most = min(digit_strings.MAX_DIGITS, CURRICULUM + self.epoch)
+        longest = int(rng.integers(1, most + 1))  # strings of similar lengths in a batch
+        audio, digits = [], []
+        for _ in range(args.batch_size):
+            count = int(rng.integers(max(1, longest - 2), longest + 1))
+            clean = rng.random() < digit_strings.CLEAN_PROBABILITY
+            x, d = (clean_builder if clean else builder).build(rng, count=count)
+            audio.append(x)
+            digits.append(d)
+        bucket = int(BUCKET_SECONDS * AUDIO.sample_rate)
+        samples = bucket * int(np.ceil(max(map(len, audio)) / bucket))
+        if i == 0:  # Keras reads the input spec off the first batches: let it see two lengths
+            samples = int(digit_strings.MAX_SECONDS * AUDIO.sample_rate)
+        return digit_strings.pad(audio, samples), digit_strings.labels_of(digits)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+# ----------------------------------------------------------------------------- Model
+def conv1d_ctc():
+    audio = keras.Input((None,), name="audio")  # raw 8 kHz audio, any length
+    x = LogMelFrames(name="frontend")(audio)  # (frames = 1 + samples / 80, 40 mel bins)
+    x = conv_bn_relu(x, 64, 3, name="embed")  # each 10 ms frame with its neighbours -> 64
+    x = max_pool(x)  # 50 frames/s
+    x = residual_block(x, 64, 5, name="block1")
+    x = max_pool(x)  # 25 frames/s: 40 ms per output frame
+    x = residual_block(x, 96, 5, name="block2")  # receptive field ~0.5 s: a whole word
+    logits = ctc_logits(x, CLASSES, dropout=0.2)  # (frames / 4, 11)
+    return keras.Model(audio, logits, name=name)
+
+
+def decode(model, x):
+    logits = model.predict(x, batch_size=16, verbose=0)
+    return [ctc.greedy_decode(z).digits for z in logits], logits
+
+
+class StringAccuracy(keras.callbacks.Callback):
+    """Exact-string accuracy on the test strings after every epoch (not used for choices)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted = decode(self.model, test_x)[0]
+        logs["val_accuracy"] = digit_strings.score(test_digits, predicted)["exact"]
+
+
+# ----------------------------------------------------------------------------- Train
+model = conv1d_ctc()
+model.summary()
+batches = Strings()
+model.compile(optimizer=keras.optimizers.Adam(
+    keras.optimizers.schedules.CosineDecay(args.lr, args.epochs * len(batches))), loss=ctc_loss)
+start = time.time()
+history = model.fit(batches, epochs=args.epochs, verbose=2, callbacks=[StringAccuracy()])
+train_seconds = time.time() - start
+
+# -------------------------------------------------------------------------- Evaluate
+predicted, logits = decode(model, test_x)
+clean_scores = digit_strings.score(test_digits, predicted)
+# The same kind of strings re-recorded (room, microphone, noise, non-digit sounds in gaps).
+noisy_audio, noisy_digits = digit_strings.evaluation_strings(fsdd, test_idx, seed=1,
+                                                             rerecorded=True)
+noisy_x = digit_strings.pad(noisy_audio, test_x.shape[1])
+noisy_scores = digit_strings.score(noisy_digits, decode(model, noisy_x)[0])
+errors = [(t, p) for t, p in zip(test_digits, predicted) if t != p]
+
+# ------------------------------------------------------------------------------ Save
+with atomic_path(out / f"{name}.keras", suffix=".keras") as tmp:
+    model.save(tmp)
+reports.plot_history(history.history, out / f"{name}.history.png",
+                     title=f"{name}: CTC loss, exact strings (test strings, not used for choices)")
+frontend = keras.Model(model.input, model.get_layer("frontend").output)
+shown = [3, 6, 9, 17, 28, 39]  # strings of 4, 7, 10, 8, 9, 10 digits
+digit_strings.plot_strings(
+    frontend.predict(test_x[shown], verbose=0), ctc.softmax(logits[shown]),
+    [test_digits[i] for i in shown], [predicted[i] for i in shown],
+    [len(test_audio[i]) / AUDIO.sample_rate for i in shown], out / f"{name}.strings.png")
+reports.save_metrics({
+    "model": name, "dataset": "fsdd strings", "split": "official (recordings 0-4 test)",
+    "parameters": model.count_params(), "epochs": args.epochs, "batch_size": args.batch_size,
+    "strings_per_epoch": args.strings, "learning_rate": args.lr,
+    "frame_seconds": frame_seconds, "train_seconds": round(train_seconds, 1),
+    "test_strings": clean_scores, "test_strings_rerecorded": noisy_scores,
+    "test_errors": errors[:30],
+}, out / f"{name}.metrics.json")
+print(f"wrote {out / name}.keras; trained in {train_seconds / 60:.1f} min")
+print(f"test strings re-recorded: exact {noisy_scores['exact']:.4f}, "
+      f"digit error rate {noisy_scores['digit_error_rate']:.4f}")
+print(f"test strings: exact {clean_scores['exact']:.4f}, "
+      f"digit error rate {clean_scores['digit_error_rate']:.4f}")
