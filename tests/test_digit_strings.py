@@ -1,0 +1,153 @@
+"""The digit-string model (Conv1D + CTC): strings of real FSDD test words, decoded through
+the real LiteRT interpreter at each string's own length, and the device's NumPy decoder
+against Keras's greedy CTC decoder on the model's real outputs."""
+
+import numpy as np
+import pytest
+from conftest import MODELS
+from test_device_boundary import heavy_modules_after
+
+from tinydigits import ctc, digit_strings
+from tinydigits.audio import find_utterance
+from tinydigits.datasets import load_fsdd
+
+STRINGS = 60  # 6 of each length 1-10, from FSDD test recordings (never trained on)
+MIN_EXACT_TFLITE = 0.95  # the recipe measures 300 such strings; see digit_strings.metrics.json
+
+
+@pytest.fixture(scope="module")
+def fsdd():
+    return load_fsdd()
+
+
+@pytest.fixture(scope="module")
+def strings(fsdd):
+    _, test = fsdd.official_split()
+    return digit_strings.evaluation_strings(fsdd, test, n=STRINGS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    import tinydigits.blocks  # noqa: F401  registers the front end and the CTC loss
+
+    return keras.saving.load_model(MODELS / "digit_strings.keras", safe_mode=True)
+
+
+@pytest.fixture(scope="module")
+def keras_logits(model, strings):
+    audio, _ = strings
+    return [model.predict(x[None], verbose=0)[0] for x in audio]
+
+
+@pytest.fixture(scope="module")
+def interpreter(model, tmp_path_factory):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tinydigits.convert import convert
+
+    calibration = np.zeros((1, 16000), np.float32)  # unused by float32
+    path = tmp_path_factory.mktemp("strings") / "digit_strings.float32.tflite"
+    path.write_bytes(convert(model, "float32", calibration))
+    return Interpreter(model_path=str(path), num_threads=1)
+
+
+def run_tflite(interpreter, x):
+    """Logits (frames, 11) for one string at its own length, via resize_tensor_input."""
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], [1, len(x)])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x[None].astype(np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"])[0]
+
+
+def test_strings_of_test_words_decode_exactly_through_the_tflite(interpreter, strings):
+    audio, digits = strings
+    decoded = [ctc.greedy_decode(run_tflite(interpreter, x)).digits for x in audio]
+    scores = digit_strings.score(digits, decoded)
+    assert scores["exact"] >= MIN_EXACT_TFLITE, list(zip(digits, decoded))
+    assert scores["digit_error_rate"] <= 0.02
+
+
+def test_tflite_matches_keras_at_every_length(interpreter, strings, keras_logits):
+    audio, _ = strings
+    for x, expected in zip(audio[:10], keras_logits):  # 0.5-8 s: every shape is new
+        got = run_tflite(interpreter, x)
+        assert got.shape == expected.shape == ((1 + len(x) // 80) // 4, 11)  # 25 per second
+        np.testing.assert_allclose(got, expected, atol=2e-3)
+
+
+def test_numpy_greedy_decoder_equals_keras(keras_logits):
+    import keras
+
+    for logits in keras_logits:
+        labels, _ = keras.ops.ctc_decode(ctc.softmax(logits)[None].astype(np.float32),
+                                         [len(logits)], strategy="greedy", mask_index=0)
+        expected = [int(v) for v in np.asarray(labels)[0, 0] if v >= 0]
+        assert ctc.greedy_path(logits) == expected
+        assert ctc.greedy_decode(logits).digits == "".join(str(v - 1) for v in expected)
+
+
+def test_digit_times_and_confidences_follow_the_words(keras_logits, strings):
+    audio, digits = strings
+    confidences = []
+    for x, logits, truth in zip(audio, keras_logits, digits):
+        d = ctc.greedy_decode(logits)
+        if d.digits != truth:
+            continue
+        first, last = (t / 8000 for t in find_utterance(x))  # the span of all the words
+        starts = [a for a, _ in d.times]
+        assert starts == sorted(starts) and all(a < b for a, b in d.times)
+        assert first - 0.1 <= starts[0] and d.times[-1][1] <= last + 0.1, (d.times, first, last)
+        assert all(1 / 11 < c <= 1.0 for c in d.confidences)
+        assert d.confidence == min(d.confidences)
+        confidences += d.confidences
+    assert len(confidences) > STRINGS * 4 and np.median(confidences) > 0.9
+
+
+def test_decoder_merges_repeats_and_keeps_doubled_digits():
+    # frames: 4 4 _ 4 1 1 _ _ 8 -> "4418" (a blank between two 4s keeps both)
+    path = [5, 5, 0, 5, 2, 2, 0, 0, 9]
+    logits = np.full((len(path), 11), -5.0)
+    logits[np.arange(len(path)), path] = 5.0
+    logits[4, 2] = 1.0  # a less sure frame inside the run of "1": the run's max counts
+    d = ctc.greedy_decode(logits, offset_seconds=1.0)
+    assert d.digits == "4418"
+    assert np.allclose(d.times, [(1.0, 1.08), (1.12, 1.16), (1.16, 1.24), (1.32, 1.36)])
+    assert d.confidences[2] == pytest.approx(ctc.softmax(logits[5])[2])
+    assert ctc.greedy_decode(np.tile(np.eye(11)[0], (5, 1))).digits == ""
+
+
+def test_training_strings_use_only_their_own_recordings(fsdd):
+    train, test = fsdd.official_split()
+    builder = digit_strings.StringBuilder(fsdd, train)
+    assert set(builder.words) == set(train.tolist())
+    assert not set(fsdd.index[list(builder.words)]) & {0, 1, 2, 3, 4}
+    rng = np.random.default_rng(0)
+    for count in (1, 5, 10):
+        x, digits = builder.build(rng, count=count)
+        assert len(digits) == count and x.dtype == np.float32
+        assert len(x) <= digit_strings.MAX_SECONDS * 8000 and np.abs(x).max() <= 1.0
+
+
+def test_evaluation_strings_are_the_same_every_call(fsdd):
+    _, test = fsdd.official_split()
+    a, da = digit_strings.evaluation_strings(fsdd, test, n=5, seed=7)
+    b, db = digit_strings.evaluation_strings(fsdd, test, n=5, seed=7)
+    assert da == db and [len(s) for s in da] == [1, 2, 3, 4, 5]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_scores_count_edit_distance_per_reference_digit():
+    assert digit_strings.edit_distance("4186", "4186") == 0
+    assert digit_strings.edit_distance("4186", "486") == 1
+    assert digit_strings.edit_distance("4186", "41866") == 1
+    assert digit_strings.edit_distance("4186", "1486") == 2
+    s = digit_strings.score(["4186", "12"], ["4186", "13"])
+    assert s == {"strings": 2, "exact": 0.5, "digit_error_rate": 1 / 6}
+
+
+def test_the_decoder_is_device_side():
+    assert heavy_modules_after("import tinydigits.ctc") == []
