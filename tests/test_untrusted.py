@@ -218,7 +218,7 @@ def corrupt_models(tmp_path):
         "truncated.tflite": (good[: len(good) // 2], "not a valid Flatbuffer"),
         "empty.tflite": (b"", "cannot load it"),
         "negative_scale.tflite": (model_with({tensor_field(int8_io, 38, "scale"): 0xC4}),
-                                  "quantization scale -1228.78"),
+                                  "has quantization scale -"),  # value: the model's
         "huge_batch.tflite": (model_with({tensor_field(int8_io, 34, "shape") + 2: 0x7F}),
                               "would take 12,446 MiB"),
         "no_subgraph.tflite": (bytes(no_subgraph), "lists no subgraph"),

@@ -30,6 +30,9 @@ SPECS = {
         ModelSpec("mnist", "image", "classes", DIGITS, "mnist", "int8_io"),
         ModelSpec("spoken_digits", "audio", "classes", (*DIGITS, NOT_A_DIGIT), "spoken_digits",
                   "int8"),
+        # Digit strings (PINs, phone numbers): per-frame scores, blank first; audio of any
+        # length. `classify` and `listen` use it beside spoken_digits (see cli.read_audio).
+        ModelSpec("digit_strings", "audio", "ctc", ("blank", *DIGITS), "digit_strings", "int8"),
     )
 }
 
