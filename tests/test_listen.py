@@ -371,3 +371,26 @@ def test_non_digit_sounds_are_rarely_printed(tmp_path):
         total += len(events)
         assert len(heard) + len(out.stdout.splitlines()) >= len(events) // 2  # they were heard
     assert printed <= MAX_PRINTED_SHARE * total, f"{printed} of {total} non-digit sounds printed"
+
+
+def test_listen_hears_digit_strings_said_without_pauses(fsdd, tmp_path):
+    """Strings of 3-8 FSDD test words joined as people say numbers (-30 ms overlaps to 600
+    ms pauses), with a second of quiet around each: listen prints their digits in order."""
+    from tinydigits.digit_strings import edit_distance, evaluation_strings
+
+    _, test = fsdd.official_split()
+    audio, digits = evaluation_strings(fsdd, test, n=12, seed=5, lengths=[3, 4, 5, 6, 7, 8])
+    quiet = np.zeros(8000, np.float32)
+    stream = np.concatenate([part for x in audio for part in (quiet, x)] + [quiet])
+    rng = np.random.default_rng(0)
+    stream += rng.normal(0, 1e-3, len(stream)).astype(np.float32)  # a real room's hiss
+    path = tmp_path / "strings.wav"
+    import soundfile
+
+    soundfile.write(path, stream, 8000, subtype="PCM_16")
+    out = run_listen("--input", path, "--json")
+    assert out.returncode == 0, out.stderr
+    heard = "".join(json.loads(line)["digits"] for line in out.stdout.splitlines())
+    said = "".join(digits)
+    errors = edit_distance(heard, said)  # misses, insertions and substitutions
+    assert errors <= 0.05 * len(said), (errors, heard, said)  # measured: 1 of 66
