@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from tinydigits.datasets import load_mnist
+from tinydigits.digit_strings import edit_distance  # the same digit scoring as the strings
 from tinydigits.errors import InputError
 from tinydigits.images import _max_filter, prepare_number
 from tinydigits.runtime import Classifier, model_path
@@ -163,15 +164,6 @@ def number_image(digits, k, rng):
         spot = row[y:y + p.shape[0], x:x + p.shape[1]]
         spot[...] = np.maximum(spot, p)  # overlapping neighbours: the ink of both
     return polarity(resize(row, int(rng.integers(HEIGHTS[0], HEIGHTS[1] + 1))), k)
-
-
-def edit_distance(a, b):
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
 
 
 classifier = Classifier(args.model)
