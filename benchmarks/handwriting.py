@@ -97,7 +97,7 @@ def scan(d, side, k, rng):
 
 
 def one_bit(d, k):
-    """A 1-bit scan at 16 px, upscaled to 64 px: Semeion-like."""
+    """A 1-bit scan at 16 px, upscaled to 64 px: an old fax or a low-resolution form scanner."""
     bits = scan(d, 16, 0, np.random.default_rng(0)) > 127
     return Image.fromarray(polarity(bits.astype(np.uint8) * 255, k)).convert("1")
 

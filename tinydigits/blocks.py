@@ -94,13 +94,17 @@ class LogMelSpectrogram(layers.Layer):
         width = max(1, self.MAX_FLOAT_BLOCK // filters.shape[0])  # 7 mel bins per block
         self.blocks = [filters[:, i:i + width] for i in range(0, mel_bins, width)]
 
-    def call(self, audio):
+    def log_mel(self, audio):
+        """(batch, samples) -> log-mel (batch, frames, mel_bins), no normalisation."""
         c = self.config
         real, imag = keras.ops.stft(audio, c["frame_length"], c["frame_step"], c["fft_length"],
                                     window="hann", center=True)
         power = real * real + imag * imag  # (batch, frames, fft_length // 2 + 1)
         mel = keras.ops.concatenate([keras.ops.matmul(power, b) for b in self.blocks], -1)
-        logmel = keras.ops.log(mel + c["floor"])
+        return keras.ops.log(mel + c["floor"])
+
+    def call(self, audio):
+        logmel = self.log_mel(audio)
         logmel = logmel - keras.ops.mean(logmel, axis=(1, 2), keepdims=True)
         return keras.ops.expand_dims(logmel, -1)  # (batch, frames, mel_bins, 1)
 
@@ -162,12 +166,7 @@ class LogMelFrames(LogMelSpectrogram):
     """
 
     def call(self, audio):
-        c = self.config
-        real, imag = keras.ops.stft(audio, c["frame_length"], c["frame_step"], c["fft_length"],
-                                    window="hann", center=True)
-        power = real * real + imag * imag  # (batch, frames, fft_length // 2 + 1)
-        mel = keras.ops.concatenate([keras.ops.matmul(power, b) for b in self.blocks], -1)
-        return keras.ops.log(mel + c["floor"])  # (batch, frames, mel_bins)
+        return self.log_mel(audio)  # (batch, frames, mel_bins)
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]

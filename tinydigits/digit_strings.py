@@ -12,7 +12,7 @@ string re-recorded (room, microphone, noise, level) and its level set by the dev
 
 Training uses FSDD's training recordings (5-49); `evaluation_strings` builds strings from
 its test recordings (0-4) with a fixed seed, so every run scores the same strings.
-Never espeak-ng (our synthetic evaluation voice), Speech Commands or AudioMNIST (held out).
+Training uses FSDD recordings only; the synthetic voices of the benchmarks never enter it.
 """
 
 import numpy as np
