@@ -419,6 +419,12 @@ SPLIT = 0.9  # a box wider than 0.9 row heights may be two touching digits; one 
 WIDE = 1.4  # 1.4 is (MNIST digits cropped to their ink: 1% are wider than 1.25, 0.2% 1.4)
 SURE = 0.99  # below WIDE, a box is cut only if the classifier is less sure than this of it
 RATIO = 2.0  # ...or if it is 1.4 times as wide as the row's typical digit (1s left out)
+JOIN = 0.9  # neighbours together no wider than this many row heights may be one broken
+GAP = 0.1  # digit, if at most this far apart (row heights) and the classifier agrees;
+GROUP = 4  # pieces in one broken digit at most
+TALL = 0.8  # a piece this tall for its run is a digit's full height: two such are two digits
+FULL = 0.7  # a run shorter than this share of the tallest piece is suspect as a digit alone
+ONE = 1.25  # ink this wide for its height may be one digit (MNIST: 1% of digits are wider)
 NARROW = 0.45  # a box narrower than this many row heights is a 1 (or a piece)
 CUTS = 5  # candidate cuts tried per box when a classifier chooses
 
@@ -476,19 +482,82 @@ def _digits(ink, score):
     tallest = max(p[3] - p[1] for p in pieces)  # in cells
     if tallest < 3 or k * tallest < MIN_DIGIT * max(ink.shape):
         raise ValueError("no digit found (only specks)")
+
+    inks = {}
+
+    def ink_of(p):  # (corner in ink px, the piece's ink alone, cropped to its box)
+        key = frozenset(p[5])
+        if key not in inks:
+            member = np.zeros(n + 1, bool)
+            member[list(p[5])] = True
+            member = _max_filter(member[labels].astype(np.float32), 3) > 0  # + faint edges
+            member = np.repeat(np.repeat(member, k, 0), k, 1)[: ink.shape[0], : ink.shape[1]]
+            y0, y1, x0, x1 = p[1] * k, p[3] * k, p[0] * k, p[2] * k
+            inks[key] = (x0, y0), np.where(member[y0:y1, x0:x1], ink[y0:y1, x0:x1], 0)
+        return inks[key]
+
+    def sure(p):  # the classifier's top probability for the piece as one digit
+        return float(np.max(score(_fit(_tight(ink_of(p)[1]))[..., None])))
+
+    if score is not None and len(pieces) > 1:
+        pieces = _rejoin(pieces, height, sure)
     widths = [p[2] - p[0] for p in pieces if p[2] - p[0] >= NARROW * height]
     typical = np.median(widths) if len(widths) >= 2 else np.inf  # a digit's width in this row
     found, lone = [], len(pieces) == 1
     for p in sorted(pieces, key=lambda p: p[0]):
-        member = np.zeros(n + 1, bool)
-        member[list(p[5])] = True
-        member = _max_filter(member[labels].astype(np.float32), 3) > 0  # + strokes' faint edges
-        member = np.repeat(np.repeat(member, k, axis=0), k, axis=1)[: ink.shape[0], : ink.shape[1]]
-        y0, y1, x0, x1 = p[1] * k, p[3] * k, p[0] * k, p[2] * k
-        part = np.where(member[y0:y1, x0:x1], ink[y0:y1, x0:x1], 0)  # this digit's ink alone
+        (x0, y0), part = ink_of(p)
         found += [((x0 + a, y0 + b, x0 + c, y0 + d), digit)
                   for (a, b, c, d), digit in _split(part, height * k, typical * k, lone, score)]
     return found
+
+
+def _rejoin(pieces, height, sure):
+    """Join neighbours that are one broken digit (a thin pen's gaps, a 1-bit scan's breaks).
+
+    Of all ways to group the pieces, left to right, into runs that could each be one digit,
+    the one the classifier believes most. A run may be one digit if its pieces are at most
+    GAP row heights apart, together no wider than JOIN row heights, at most GROUP of them,
+    and no two as tall as the run (TALL: two full-height pieces are two digits). Belief is
+    the sum over runs of the log of the top probability, `sure(piece)`, less a penalty for
+    a run shorter than FULL of the tallest piece (a bar or a stroke's end alone reads as a
+    1 or a 7). A tie keeps pieces apart. Ink no wider than ONE times its height may also be
+    one digit in pieces, judged the same way.
+    """
+    pieces = sorted(pieces, key=lambda p: p[0])
+
+    def union(run):
+        return [min(p[0] for p in run), min(p[1] for p in run), max(p[2] for p in run),
+                max(p[3] for p in run), sum(p[4] for p in run), set().union(*(p[5] for p in run))]
+
+    def one_digit(run, whole):  # at most one piece as tall as a digit: two are two digits
+        return sum(p[3] - p[1] >= TALL * (whole[3] - whole[1]) for p in run) <= 1
+
+    tallest = max(p[3] - p[1] for p in pieces)
+
+    def belief(p):  # log P(digit), and a piece much shorter than the row is likely a fragment
+        short = (p[3] - p[1]) / (FULL * tallest)
+        return math.log(max(sure(p), 1e-6)) + min(0.0, math.log(short))
+
+    best = [(0.0, [])]  # best[i]: (log belief, runs) for the first i pieces
+    for j in range(1, len(pieces) + 1):
+        options = []
+        for i in range(j - 1, max(-1, j - 1 - GROUP), -1):  # run = pieces[i:j], shortest first
+            run = union(pieces[i:j])
+            tall = max(height, run[3] - run[1])
+            if i < j - 1 and (pieces[j - 1][0] - max(p[2] for p in pieces[i:j - 1]) > GAP * tall
+                              or run[2] - run[0] > JOIN * tall):
+                break
+            if not one_digit(pieces[i:j], run):
+                continue
+            options.append((best[i][0] + belief(run), best[i][1] + [run]))
+        best.append(max(options, key=lambda o: o[0]))  # the first (most runs) wins a tie
+    value, runs = best[-1]
+    if 1 < len(runs) <= GROUP:
+        whole = union(pieces)
+        if (whole[2] - whole[0] <= ONE * (whole[3] - whole[1]) and one_digit(pieces, whole)
+                and belief(whole) > value):
+            return [whole]
+    return runs
 
 
 def _slices(labels, n):
