@@ -23,3 +23,11 @@ def mnist():
     from tinydigits.datasets import load_mnist
 
     return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def fsdd():
+    """All 3,000 FSDD recordings, loaded once for the whole run (~1.5 s)."""
+    from tinydigits.datasets import load_fsdd
+
+    return load_fsdd()

@@ -13,14 +13,8 @@ import pytest
 import soundfile as sf
 
 from tinydigits import audio
-from tinydigits.datasets import load_fsdd
 from tinydigits.errors import InputError
 from tinydigits.features import AUDIO
-
-
-@pytest.fixture(scope="module")
-def fsdd():
-    return load_fsdd()
 
 
 def _wav_header(channels=1, rate=8000, bits=16, data_bytes=0) -> bytes:

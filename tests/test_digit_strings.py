@@ -9,15 +9,9 @@ from test_device_boundary import heavy_modules_after
 
 from tinydigits import ctc, digit_strings
 from tinydigits.audio import find_utterance
-from tinydigits.datasets import load_fsdd
 
 STRINGS = 60  # 6 of each length 1-10, from FSDD test recordings (never trained on)
 MIN_EXACT_TFLITE = 0.95  # the recipe measures 300 such strings; see digit_strings.metrics.json
-
-
-@pytest.fixture(scope="module")
-def fsdd():
-    return load_fsdd()
 
 
 @pytest.fixture(scope="module")

@@ -45,13 +45,6 @@ def run_listen(*args, env=None, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def fsdd():
-    from tinydigits.datasets import load_fsdd
-
-    return load_fsdd()
-
-
-@pytest.fixture(scope="module")
 def digit_stream(fsdd, tmp_path_factory):
     """40 test words (4 of each digit), 0.3-2 s pauses, pink noise 20 dB down, 48 kHz stereo."""
     return build_digit_stream(tmp_path_factory.mktemp("stream") / "digits.wav", fsdd,

@@ -18,13 +18,6 @@ SAME_ANSWER = 0.98  # WAVs from other recorders vs the original clip
 
 
 @pytest.fixture(scope="module")
-def fsdd():
-    from tinydigits.datasets import load_fsdd
-
-    return load_fsdd()
-
-
-@pytest.fixture(scope="module")
 def test_clips(fsdd):
     _, test = fsdd.official_split()
     return test, np.stack([prepare_clip(fsdd.audio[i], 8000) for i in test]), fsdd.digit[test]

@@ -33,7 +33,8 @@ def reverb(x, rng):
     t = np.arange(int(rt60 * RATE)) / RATE
     tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
     ir = np.concatenate([[1.0], 0.3 * tail / np.sqrt(np.sum(tail**2) + 1e-9)])
-    wet = np.fft.irfft(np.fft.rfft(x, len(x) + len(ir)) * np.fft.rfft(ir, len(x) + len(ir)))
+    n = fast_length(len(x) + len(ir))
+    wet = np.fft.irfft(np.fft.rfft(x, n) * np.fft.rfft(ir, n), n)
     return wet[: len(x)].astype(np.float32)
 
 
@@ -44,10 +45,28 @@ def tilt(x, rng):
 
 
 def coloured_noise(n, rng, slope):
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    f = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
-    noise = np.fft.irfft(spectrum / f ** (slope / 2), n)
+    size = fast_length(n)
+    spectrum = np.fft.rfft(rng.standard_normal(n), size)
+    f = np.maximum(np.fft.rfftfreq(size), 1.0 / size)
+    noise = np.fft.irfft(spectrum / f ** (slope / 2), size)[:n]
     return (noise / (noise.std() + 1e-12)).astype(np.float32)
+
+
+def fast_length(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: NumPy's FFT of a length with a large prime factor
+    is many times slower (training strings spent most of their making time there)."""
+    best = 1 << max(0, int(n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def recording(x, rng):
