@@ -539,25 +539,30 @@ def _rejoin(pieces, height, sure):
         short = (p[3] - p[1]) / (FULL * tallest)
         return math.log(max(sure(p), 1e-6)) + min(0.0, math.log(short))
 
-    best = [(0.0, [])]  # best[i]: (log belief, runs) for the first i pieces
-    for j in range(1, len(pieces) + 1):
-        options = []
-        for i in range(j - 1, max(-1, j - 1 - GROUP), -1):  # run = pieces[i:j], shortest first
+    def runs_ending_at(j):  # pieces[i:j] that may be one digit, shortest first
+        for i in range(j - 1, max(-1, j - 1 - GROUP), -1):
             run = union(pieces[i:j])
             tall = max(height, run[3] - run[1])
             if i < j - 1 and (pieces[j - 1][0] - max(p[2] for p in pieces[i:j - 1]) > GAP * tall
                               or run[2] - run[0] > JOIN * tall):
                 break
-            if not one_digit(pieces[i:j], run):
-                continue
-            options.append((best[i][0] + belief(run), best[i][1] + [run]))
-        best.append(max(options, key=lambda o: o[0]))  # the first (most runs) wins a tie
+            if i == j - 1 or one_digit(pieces[i:j], run):
+                yield i, run
+
+    candidates = [list(runs_ending_at(j)) for j in range(1, len(pieces) + 1)]
+    whole = union(pieces)
+    if (all(len(c) == 1 for c in candidates)
+            and not (whole[2] - whole[0] <= ONE * (whole[3] - whole[1]) and len(pieces) <= GROUP
+                     and one_digit(pieces, whole))):
+        return pieces  # nothing to choose: no classifier calls
+    best = [(0.0, [])]  # best[i]: (log belief, runs) for the first i pieces
+    for options in candidates:
+        best.append(max(((best[i][0] + belief(run), best[i][1] + [run]) for i, run in options),
+                        key=lambda o: o[0]))  # the first (most runs) wins a tie
     value, runs = best[-1]
-    if 1 < len(runs) <= GROUP:
-        whole = union(pieces)
-        if (whole[2] - whole[0] <= ONE * (whole[3] - whole[1]) and one_digit(pieces, whole)
-                and belief(whole) > value):
-            return [whole]
+    if (1 < len(runs) <= GROUP and whole[2] - whole[0] <= ONE * (whole[3] - whole[1])
+            and one_digit(pieces, whole) and belief(whole) > value):
+        return [whole]
     return runs
 
 
