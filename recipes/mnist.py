@@ -1,10 +1,10 @@
 """Handwritten digits: a small residual CNN on MNIST, sized for a Raspberry Pi.
 
-Reaches 99.66% test accuracy (float; int8 99.68%) with 73k parameters, trained on MNIST
+Reaches 99.64% test accuracy (float; int8 99.65%) with 73k parameters, trained on MNIST
 and on copies of its digits drawn as other sources make them (tight crops, 8-16 px scans,
-1-bit, markers and fine pens, slant). Measured: 20.3 min on 2 CPU cores shared with another
-training (3.5 min of it making the copies; the quietest epochs took 48 s). The model that
-ships predates these copies (99.60%): this one misread the thin-pen sample, see the README.
+1-bit, markers and fine pens, slant). Measured: 40.7 min on 2 CPU cores (2.9 min of it
+making the copies; the same script took about half that on the machine of an earlier
+session). This is the model that ships.
 
     python recipes/mnist.py                        # functional residual CNN (shipped)
     python recipes/mnist.py --model sequential     # the Sequential baseline

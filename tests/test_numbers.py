@@ -162,8 +162,9 @@ def test_a_digit_with_broken_strokes_is_read_as_one(test_digits, classifier, tmp
         got, _ = read(tmp_path / "broken.png", classifier)
         right += got == str(y_test[i])
         misses += [] if got == str(y_test[i]) else [f"{i}: {y_test[i]}->{got}"]
-    # Measured with the shipped model: 196 of 200 right; read as the pieces fall (no
-    # rejoining) 188. 9 fall apart even when judged by shape alone (no classifier).
+    # Measured with the shipped model: 197 of 200 right; read as the pieces fall (no
+    # rejoining) 190; the model before it: 196 and 188. 9 fall apart even when judged by
+    # shape alone (no classifier).
     assert pieces >= 5
     assert right >= 0.965 * 200, misses
 

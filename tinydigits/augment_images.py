@@ -45,7 +45,7 @@ def degrade(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     r = rng.random()
     if r < 0.35:  # a low-resolution scan, upscaled (nearest: blocky, bicubic: blurry)
         d = _rescale(d, rng.integers(*SCAN_SIDES, endpoint=True), Image.Resampling.BOX)
-        if rng.random() < 0.3:
+        if rng.random() < 0.5:
             d = (d > 0.5).astype(np.float32)  # 1-bit scan
         how = Image.Resampling.NEAREST if rng.random() < 0.4 else Image.Resampling.BICUBIC
         d = _rescale(d, rng.integers(*SHOW_SIDES), how)
