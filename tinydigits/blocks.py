@@ -174,6 +174,74 @@ class LogMelFrames(LogMelSpectrogram):
         return (input_shape[0], frames, self.config["mel_bins"])
 
 
+@keras.saving.register_keras_serializable(package="tinydigits")
+class SequenceAugment(layers.Layer):
+    """Training only, on log-mel frames (batch, frames, mel_bins) of any length: a voice
+    that is not one of FSDD's six.
+
+    - *Mel warp*: the mel axis stretched by a random factor about its middle and shifted
+      (linear interpolation between bins). A Conv1D sees mel bins as channels, so unlike a
+      Conv2D it has no equivariance along frequency; this stands in for other vocal tracts
+      and formants than the training speakers' (in the spirit of VTLP, Jaitly & Hinton 2013).
+    - *SpecAugment* masks (Park et al., 2019): bands of mel bins and short runs of frames
+      set to the clip's mean, so no one band or instant carries a word alone.
+    """
+
+    def __init__(self, warp=0.1, shift=1.5, freq_masks=2, freq_width=5, time_masks=3,
+                 time_width=5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = dict(warp=warp, shift=shift, freq_masks=freq_masks, freq_width=freq_width,
+                           time_masks=time_masks, time_width=time_width, seed=seed)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _uniform(self, shape, low, high):
+        return keras.random.uniform(shape, low, high, seed=self.seed_generator)
+
+    def _keep(self, batch, length, count, width):
+        """(batch, length) 1.0 outside `count` random bands of up to `width`, 0.0 inside."""
+        positions = keras.ops.arange(length, dtype="float32")[None, :]
+        length = keras.ops.cast(length, "float32")
+        keep = keras.ops.ones_like(positions) * keras.ops.ones((batch, 1))
+        for _ in range(count):
+            w = self._uniform((batch, 1), 0, width)
+            start = self._uniform((batch, 1), 0, 1) * (length - w)
+            inside = keras.ops.logical_and(positions >= start, positions < start + w)
+            keep = keep * (1.0 - keras.ops.cast(inside, "float32"))
+        return keep
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        c = self.config
+        batch, frames, bins = keras.ops.shape(x)[0], keras.ops.shape(x)[1], x.shape[2]
+        # Mel warp: output bin i reads input position (i - mid) * factor + mid + shift.
+        mid = (bins - 1) / 2
+        factor = self._uniform((batch, 1), 1 - c["warp"], 1 + c["warp"])
+        shift = self._uniform((batch, 1), -c["shift"], c["shift"])
+        where = keras.ops.clip((keras.ops.arange(bins, dtype="float32")[None, :] - mid)
+                               * factor + mid + shift, 0, bins - 1)  # (batch, bins)
+        low = keras.ops.cast(keras.ops.floor(where), "int32")
+        high = keras.ops.minimum(low + 1, bins - 1)
+        frac = (where - keras.ops.cast(low, "float32"))[:, None, :]
+        x = ((1 - frac) * keras.ops.take_along_axis(x, self._tile(low, frames), axis=2)
+             + frac * keras.ops.take_along_axis(x, self._tile(high, frames), axis=2))
+        # Masks, filled with the clip's mean.
+        mean = keras.ops.mean(x, axis=(1, 2), keepdims=True)
+        keep = (self._keep(batch, frames, c["time_masks"], c["time_width"])[:, :, None]
+                * self._keep(batch, bins, c["freq_masks"], c["freq_width"])[:, None, :])
+        return x * keep + mean * (1 - keep)
+
+    @staticmethod
+    def _tile(index, frames):  # (batch, bins) -> (batch, frames, bins)
+        return keras.ops.repeat(index[:, None, :], frames, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **self.config}
+
+
 def ctc_logits(x, classes, dropout=0.0, name="logits"):
     """Per-frame scores (logits) over `classes` (blank first), from a 1-D feature sequence."""
     if dropout:
