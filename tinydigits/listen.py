@@ -494,10 +494,12 @@ def add_parser(commands):
     """Register `tinydigits listen` on the subparsers object of the main parser."""
     p = commands.add_parser(
         "listen", help="print each digit spoken into the microphone (or a file)",
-        description="Listen to the default microphone and print one line per spoken digit: "
-                    "digit, confidence, and the time it was said (seconds since start). "
-                    "Say digits with short pauses between them. Silence, breath, clicks "
-                    "and room noise print nothing. Ctrl-C stops.")
+        description="Listen to the default microphone and print one line per digit or "
+                    "number said: the digits, the lowest confidence, and when it was said "
+                    "(seconds since start). Digits may be said one at a time or in one "
+                    "breath (a PIN, a phone number): a line is printed when a pause ends "
+                    "them. Silence, breath, clicks and room noise print nothing. Ctrl-C "
+                    "stops.")
     p.add_argument("--device", metavar="ID|NAME",
                    help="input device: its number or part of its name from --list-devices "
                         "(default: the system's default microphone)")
@@ -511,9 +513,10 @@ def add_parser(commands):
                    help=f"a variant of the shipped spoken-digit model ({', '.join(VARIANTS)})"
                         " or a .tflite path (default: the shipped int8 model)")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per digit: digit, confidence, start, end (seconds "
-                        "since the stream began) and latency (seconds from the end of the "
-                        "word to the print; live and --realtime only)")
+                   help="one JSON object per line: digits, confidence, start, end (seconds "
+                        "since the stream began), latency (seconds from the end of the "
+                        "speech to the print; live and --realtime only); 'digit' too for a "
+                        "lone digit, per-digit 'confidences' and 'times' for a string")
     p.add_argument("--input", metavar="FILE",
                    help="stream an audio file through the same path instead of the "
                         "microphone (as fast as possible unless --realtime)")
