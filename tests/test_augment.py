@@ -45,34 +45,3 @@ def test_reverb_keeps_the_length_and_the_direct_sound():
     assert np.allclose(y[:100], 0, atol=1e-6)  # nothing before the sound (causal)
     assert y[100] == pytest.approx(1.0, abs=1e-5)  # the direct path, unchanged
     assert np.abs(y[101:]).max() > 0.001  # and a tail after it
-
-
-# ------------------------------------------------ log-mel sequence augmentation (training)
-
-
-def test_sequence_augment_is_the_identity_outside_training():
-    from tinydigits.blocks import SequenceAugment
-
-    x = np.random.default_rng(2).normal(size=(2, 37, 40)).astype(np.float32)
-    layer = SequenceAugment(seed=3)
-    assert np.array_equal(np.asarray(layer(x)), x)
-    changed = np.asarray(layer(x, training=True))
-    assert changed.shape == x.shape and not np.allclose(changed, x)
-
-
-def test_sequence_augment_warp_moves_a_formant_and_masks_fill_with_the_mean():
-    from tinydigits.blocks import SequenceAugment
-
-    x = np.zeros((64, 25, 40), np.float32)
-    x[:, :, 20] = 10.0  # one bright mel bin: a formant
-    warp_only = SequenceAugment(warp=0.1, shift=1.5, freq_masks=0, time_masks=0, seed=4)
-    peaks = np.asarray(warp_only(x, training=True)).mean(1).argmax(1)
-    assert set(peaks) - {20} and np.all(np.abs(peaks - 20) <= 3)  # moved, by a few bins
-    masks_only = SequenceAugment(warp=0, shift=0, freq_masks=2, freq_width=5, time_masks=3,
-                                 time_width=5, seed=5)
-    y = np.asarray(masks_only(x + 1.0, training=True))
-    kept = np.isclose(y, x + 1.0)
-    mean = (x + 1.0).mean(axis=(1, 2), keepdims=True)
-    assert np.allclose(np.where(kept, 0, y), np.where(kept, 0, np.broadcast_to(mean, y.shape)),
-                       atol=1e-5)
-    assert 0.3 < kept.mean() < 1.0  # something masked, most kept
