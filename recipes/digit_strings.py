@@ -7,13 +7,19 @@ Training strings are made every epoch from FSDD's training words (tinydigits/dig
 1-10 words, each at its own speed and level, overlapping to 600 ms apart, non-digit sounds
 in some gaps, the whole string re-recorded); test strings from its test words.
 
-    python recipes/digit_strings.py              # ~14 min on 2 cores (97.7% exact test strings)
+    python recipes/digit_strings.py              # 13.9 min on 2 cores (97.7% exact test strings)
     python recipes/digit_strings.py --epochs 1   # a smoke run
+    python recipes/digit_strings.py --split loso # leave-one-speaker-out: 6 trainings
+
+The 13.9 min were measured on an earlier session's machine; on a later one, 2-3x slower at
+training, a run took 51 min.
 
 Writes tinydigits/models/digit_strings.keras, its metrics JSON and PNG plots (training
 curves; test strings' spectrograms with the frame-wise scores and the decoded string).
 Results: the metrics JSON and the README.
 """
+
+import tinydigits.quiet  # noqa: F401  (first: loads TensorFlow without its start-up log lines)
 
 import argparse
 import sys
@@ -49,6 +55,8 @@ CLASSES = 11  # CTC blank (0) and digits 0-9 (1-10)
 FRAME_STEP = 4  # two poolings by 2: one output frame per 4 log-mel frames (40 ms)
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--split", choices=["official", "loso"], default="official",
+                    help="official: recordings 0-4 are test; loso: leave each speaker out once")
 parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
 parser.add_argument("--strings", type=int, default=STRINGS_PER_EPOCH,
                     help="training strings made per epoch")
@@ -59,7 +67,6 @@ parser.add_argument("--out-dir", default="tinydigits/models",
                     help="where the model, metrics and plots go")
 parser.add_argument("--seed", type=int, default=1, help="random seed")
 args = parser.parse_args()
-keras.utils.set_random_seed(args.seed)
 name = "digit_strings"
 out = Path(args.out_dir)
 frame_seconds = FRAME_STEP * AUDIO.frame_step / AUDIO.sample_rate  # 0.04 s
@@ -70,21 +77,25 @@ try:
     fsdd = load_fsdd(args.data_dir)
 except DatasetError as e:  # a corrupt cache: say which file and how to fix it, no traceback
     sys.exit(f"error: {e}")
-train_idx, test_idx = fsdd.official_split()
-# Test strings: FSDD test words, 30 strings of each length 1-10, the same every run.
-test_audio, test_digits = digit_strings.evaluation_strings(fsdd, test_idx)
-test_x = digit_strings.pad(test_audio, int(digit_strings.MAX_SECONDS * AUDIO.sample_rate))
-builder = digit_strings.StringBuilder(
-    fsdd, train_idx, mixed_speakers=digit_strings.MIXED_SPEAKERS_PROBABILITY)
-clean_builder = digit_strings.StringBuilder(fsdd, train_idx, rerecorded=False)  # FSDD as is
+
+
+def test_strings(test_idx):
+    """FSDD test words as 30 strings of each length 1-10, the same every run, padded."""
+    audio, digits = digit_strings.evaluation_strings(fsdd, test_idx)
+    samples = int(digit_strings.MAX_SECONDS * AUDIO.sample_rate)
+    return audio, digit_strings.pad(audio, samples), digits
 
 
 class Strings(keras.utils.PyDataset):
-    """Batches of fresh training strings, padded with silence to a multiple of 2 s."""
+    """Batches of fresh training strings of the words `train_idx`, padded with silence to a
+    multiple of 2 s."""
 
-    def __init__(self):
+    def __init__(self, train_idx):
         super().__init__(workers=2)  # threads: soxr and the FFTs release the GIL
         self.epoch = 0
+        self.builder = digit_strings.StringBuilder(
+            fsdd, train_idx, mixed_speakers=digit_strings.MIXED_SPEAKERS_PROBABILITY)
+        self.clean_builder = digit_strings.StringBuilder(fsdd, train_idx, rerecorded=False)
 
     def __len__(self):
         return args.strings // args.batch_size
@@ -97,7 +108,7 @@ class Strings(keras.utils.PyDataset):
         for _ in range(args.batch_size):
             count = int(rng.integers(max(1, longest - 2), longest + 1))
             clean = rng.random() < digit_strings.CLEAN_PROBABILITY
-            x, d = (clean_builder if clean else builder).build(rng, count=count)
+            x, d = (self.clean_builder if clean else self.builder).build(rng, count=count)
             audio.append(x)
             digits.append(d)
         bucket = int(BUCKET_SECONDS * AUDIO.sample_rate)
@@ -129,22 +140,56 @@ def decode(model, x):
 
 
 class StringAccuracy(keras.callbacks.Callback):
-    """Exact-string accuracy on the test strings after every epoch (not used for choices)."""
+    """Exact-string accuracy after every epoch on every third test string (all 300 take
+    ~6 s an epoch; the curve is for looking at, not for choices)."""
+
+    def __init__(self, x, digits):
+        super().__init__()
+        self.x, self.digits = x[::3], digits[::3]
 
     def on_epoch_end(self, epoch, logs=None):
-        predicted = decode(self.model, test_x)[0]
-        logs["val_accuracy"] = digit_strings.score(test_digits, predicted)["exact"]
+        predicted = decode(self.model, self.x)[0]
+        logs["val_accuracy"] = digit_strings.score(self.digits, predicted)["exact"]
 
 
 # ----------------------------------------------------------------------------- Train
-model = conv1d_ctc()
-model.summary()
-batches = Strings()
-model.compile(optimizer=keras.optimizers.Adam(
-    keras.optimizers.schedules.CosineDecay(args.lr, args.epochs * len(batches))), loss=ctc_loss)
+def train(train_idx, test_x, test_digits, verbose=2):
+    keras.backend.clear_session()  # each leave-one-speaker-out fold starts afresh
+    keras.utils.set_random_seed(args.seed)
+    model = conv1d_ctc()
+    batches = Strings(train_idx)
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        args.lr, args.epochs * len(batches))), loss=ctc_loss)
+    history = model.fit(batches, epochs=args.epochs, verbose=verbose,
+                        callbacks=[StringAccuracy(test_x, test_digits)])
+    return model, history.history
+
+
 start = time.time()
-history = model.fit(batches, epochs=args.epochs, verbose=2, callbacks=[StringAccuracy()])
+if args.split == "loso":
+    # ------------------------------------------------ Evaluate: one new voice at a time
+    per_speaker = {}
+    for speaker, train_idx, test_idx in fsdd.loso_folds():
+        _, test_x, test_digits = test_strings(test_idx)  # 300 strings of their 500 words
+        model, _ = train(train_idx, test_x, test_digits, verbose=0)
+        scores = per_speaker[speaker] = digit_strings.score(test_digits, decode(model, test_x)[0])
+        print(f"{speaker:>10}: exact {scores['exact']:.2%}, digit error rate "
+              f"{scores['digit_error_rate']:.2%} ({(time.time() - start) / 60:.1f} min)")
+    right = np.array([max(0.0, 1 - s["digit_error_rate"]) for s in per_speaker.values()])
+    reports.save_metrics({
+        "model": name, "dataset": "fsdd strings", "split": "leave-one-speaker-out",
+        "epochs": args.epochs, "strings_per_epoch": args.strings, "per_speaker": per_speaker,
+        "mean_digits_right": float(right.mean()), "worst_digits_right": float(right.min()),
+        "train_seconds": round(time.time() - start, 1),
+    }, out / f"{name}.loso.json")
+    print(f"leave-one-speaker-out digits right: mean {right.mean():.4f}, worst {right.min():.4f}")
+    raise SystemExit(0)
+
+train_idx, test_idx = fsdd.official_split()
+test_audio, test_x, test_digits = test_strings(test_idx)
+model, history = train(train_idx, test_x, test_digits)
 train_seconds = time.time() - start
+model.summary()
 
 # -------------------------------------------------------------------------- Evaluate
 predicted, logits = decode(model, test_x)
@@ -159,8 +204,8 @@ errors = [(t, p) for t, p in zip(test_digits, predicted) if t != p]
 # ------------------------------------------------------------------------------ Save
 with atomic_path(out / f"{name}.keras", suffix=".keras") as tmp:
     model.save(tmp)
-reports.plot_history(history.history, out / f"{name}.history.png",
-                     title=f"{name}: CTC loss, exact strings (test strings, not used for choices)")
+reports.plot_history(history, out / f"{name}.history.png",
+                     title=f"{name}: CTC loss, exact strings (100 test strings, not for choices)")
 frontend = keras.Model(model.input, model.get_layer("frontend").output)
 shown = [3, 6, 9, 17, 28, 39]  # strings of 4, 7, 10, 8, 9, 10 digits
 digit_strings.plot_strings(
