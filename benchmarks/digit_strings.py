@@ -18,6 +18,8 @@ device's `tinydigits.ctc.greedy_decode`. Measures:
 Prints Markdown tables.
 """
 
+import tinydigits.quiet  # noqa: F401  (first: loads TensorFlow without its start-up log lines)
+
 import argparse
 import shutil
 import subprocess
@@ -113,7 +115,7 @@ sets["FSDD test lone digits, quiet"] = (lone, lone_digits)
 sets["FSDD test lone digits, 10 dB SNR"] = ([digit_strings.set_level(x) for x in noisy],
                                             lone_digits)
 
-espeak, espeak_digits = [], []
+espeak, espeak_digits, espeak_voice = [], [], []
 if shutil.which("espeak-ng"):
     with tempfile.TemporaryDirectory() as tmp:
         for voice in VOICES:
@@ -126,6 +128,7 @@ if shutil.which("espeak-ng"):
                     x, sr = read_wav(wav)
                     espeak.append(digit_strings.set_level(resample(x, sr)))
                     espeak_digits.append(digits)
+                    espeak_voice.append(voice)
     sets["espeak-ng one-breath strings"] = (espeak, espeak_digits)
 else:
     print("espeak-ng not found: skipping the synthetic voices (apt install espeak-ng)")
@@ -142,6 +145,19 @@ for name, (audio, digits) in sets.items():
         results[(name, r)] = s
         row.append(f"{s['exact']:.2%} | {1 - s['digit_error_rate']:.2%}")
     print(f"| {name} | {len(audio)} | " + " | ".join(row) + " |")
+
+if espeak:
+    print("\nespeak-ng one-breath strings, digits right by voice (3 rates x 6 strings each):\n")
+    print("| runner | " + " | ".join(VOICES) + " |")
+    print("|---|" + "---|" * len(VOICES))
+    for r, run in runners.items():
+        got = decode_all(run, espeak)
+        row = []
+        for voice in VOICES:
+            mine = [i for i, v in enumerate(espeak_voice) if v == voice]
+            s = digit_strings.score([espeak_digits[i] for i in mine], [got[i] for i in mine])
+            row.append(f"{1 - s['digit_error_rate']:.1%}")
+        print(f"| {r} | " + " | ".join(row) + " |")
 
 isolated = keras.saving.load_model(args.isolated, safe_mode=True)
 print(f"\nlone digits against the isolated model ({args.isolated.name}, device preparation):\n")
