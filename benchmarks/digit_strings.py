@@ -137,11 +137,12 @@ else:
 print(f"\n{args.model} ({model.count_params():,} parameters)\n")
 print("| set | inputs | " + " | ".join(f"{r} exact | {r} digits right" for r in runners) + " |")
 print("|---|---|" + "---|---|" * len(runners))
-results = {}
+results, decoded = {}, {}
 for name, (audio, digits) in sets.items():
     row = []
     for r, run in runners.items():
-        s = digit_strings.score(digits, decode_all(run, audio))
+        decoded[(name, r)] = decode_all(run, audio)
+        s = digit_strings.score(digits, decoded[(name, r)])
         results[(name, r)] = s
         row.append(f"{s['exact']:.2%} | {1 - s['digit_error_rate']:.2%}")
     print(f"| {name} | {len(audio)} | " + " | ".join(row) + " |")
@@ -150,8 +151,8 @@ if espeak:
     print("\nespeak-ng one-breath strings, digits right by voice (3 rates x 6 strings each):\n")
     print("| runner | " + " | ".join(VOICES) + " |")
     print("|---|" + "---|" * len(VOICES))
-    for r, run in runners.items():
-        got = decode_all(run, espeak)
+    for r in runners:
+        got = decoded[("espeak-ng one-breath strings", r)]
         row = []
         for voice in VOICES:
             mine = [i for i, v in enumerate(espeak_voice) if v == voice]

@@ -8,9 +8,10 @@ lone digit must come back as one box; a file with no number must be refused in o
 import numpy as np
 import pytest
 from PIL import Image
+from test_images import stroke
 
 from tinydigits.errors import InputError
-from tinydigits.images import _max_filter, find_digits, load_image, prepare_number
+from tinydigits.images import find_digits, load_image, prepare_number
 from tinydigits.runtime import Classifier, model_path
 
 WIDTH = 20  # px: a digit's width for the gaps, in MNIST's own pixels (its 20 px box)
@@ -140,15 +141,12 @@ def test_a_digit_in_pieces_is_one_box(test_digits, classifier, tmp_path):
     assert one >= 0.95 * seen  # Measured: 60 of 60
 
 
-def broken(d, seed):
-    """A thin pen that skips: the digit at 300 px, its strokes eroded to a third of their
-    width, so the thin parts of each stroke break off (a 1-bit scan of faint ink breaks so
-    too)."""
-    t = tight(d)
-    big = np.asarray(Image.fromarray(t).resize((max(1, round(t.shape[1] * 300 / t.shape[0])),
-                                                300), Image.Resampling.BICUBIC)) > 127
-    thin = 1 - _max_filter(1 - big.astype(np.float32), 15)
-    return 255 - (thin * 255).astype(np.uint8) if seed % 2 else (thin * 255).astype(np.uint8)
+def broken(d, k):
+    """A thin pen that skips: test_images' fine pen (300 px high, strokes eroded by 7 px a
+    side), which breaks the thin parts of each stroke off, as a 1-bit scan of faint ink does;
+    every other one dark on light."""
+    thin = stroke(tight(d), 300, -7)
+    return 255 - thin if k % 2 else thin
 
 
 def test_a_digit_with_broken_strokes_is_read_as_one(test_digits, classifier, tmp_path):

@@ -526,10 +526,6 @@ def _rejoin(pieces, height, sure):
     """
     pieces = sorted(pieces, key=lambda p: p[0])
 
-    def union(run):
-        return [min(p[0] for p in run), min(p[1] for p in run), max(p[2] for p in run),
-                max(p[3] for p in run), sum(p[4] for p in run), set().union(*(p[5] for p in run))]
-
     def one_digit(run, whole):  # at most one piece as tall as a digit: two are two digits
         return sum(p[3] - p[1] >= TALL * (whole[3] - whole[1]) for p in run) <= 1
 
@@ -541,7 +537,7 @@ def _rejoin(pieces, height, sure):
 
     def runs_ending_at(j):  # pieces[i:j] that may be one digit, shortest first
         for i in range(j - 1, max(-1, j - 1 - GROUP), -1):
-            run = union(pieces[i:j])
+            run = _union(pieces[i:j])
             tall = max(height, run[3] - run[1])
             if i < j - 1 and (pieces[j - 1][0] - max(p[2] for p in pieces[i:j - 1]) > GAP * tall
                               or run[2] - run[0] > JOIN * tall):
@@ -550,20 +546,25 @@ def _rejoin(pieces, height, sure):
                 yield i, run
 
     candidates = [list(runs_ending_at(j)) for j in range(1, len(pieces) + 1)]
-    whole = union(pieces)
-    if (all(len(c) == 1 for c in candidates)
-            and not (whole[2] - whole[0] <= ONE * (whole[3] - whole[1]) and len(pieces) <= GROUP
-                     and one_digit(pieces, whole))):
+    whole = _union(pieces)
+    whole_may_be_one = (len(pieces) <= GROUP and whole[2] - whole[0] <= ONE * (whole[3] - whole[1])
+                        and one_digit(pieces, whole))
+    if all(len(c) == 1 for c in candidates) and not whole_may_be_one:
         return pieces  # nothing to choose: no classifier calls
     best = [(0.0, [])]  # best[i]: (log belief, runs) for the first i pieces
     for options in candidates:
         best.append(max(((best[i][0] + belief(run), best[i][1] + [run]) for i, run in options),
                         key=lambda o: o[0]))  # the first (most runs) wins a tie
     value, runs = best[-1]
-    if (1 < len(runs) <= GROUP and whole[2] - whole[0] <= ONE * (whole[3] - whole[1])
-            and one_digit(pieces, whole) and belief(whole) > value):
+    if len(runs) > 1 and whole_may_be_one and belief(whole) > value:
         return [whole]
     return runs
+
+
+def _union(run):
+    """One piece [x0, y0, x1, y1, mass, component ids] covering all pieces of `run`."""
+    return [min(p[0] for p in run), min(p[1] for p in run), max(p[2] for p in run),
+            max(p[3] for p in run), sum(p[4] for p in run), set().union(*(p[5] for p in run))]
 
 
 def _slices(labels, n):
@@ -596,8 +597,7 @@ def _merge(pieces):
                 narrow = min(p[2] - p[0], q[2] - q[0])
                 short = min(p[3] - p[1], q[3] - q[1]) < SHORT * max(p[3] - p[1], q[3] - q[1])
                 if overlap >= (PIECE if short else INSIDE) * narrow:
-                    pieces[a] = [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]),
-                                 max(p[3], q[3]), p[4] + q[4], p[5] | q[5]]
+                    pieces[a] = _union([p, q])
                     del pieces[b]
                     merged = True
                     break
