@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from tinydigits.datasets import load_mnist
 from tinydigits.errors import InputError
-from tinydigits.images import _max_filter, load_image, mnist_style, preprocess_image
+from tinydigits.images import _components, _max_filter, load_image, mnist_style, preprocess_image
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "images"
 N_DIGITS = 200  # spread over the whole test set: every class, many writers
@@ -405,3 +405,40 @@ def test_import_does_not_pull_in_tensorflow_or_keras():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _flood_fill_labels(mask):
+    """8-connected labels by breadth-first flood fill, numbered in row-major order of each
+    piece's first pixel: the plain method `_components` must agree with."""
+    labels, n = np.zeros(mask.shape, int), 0
+    for y, x in zip(*np.nonzero(mask)):
+        if labels[y, x]:
+            continue
+        n += 1
+        labels[y, x], todo = n, [(y, x)]
+        while todo:
+            cy, cx = todo.pop()
+            for ny in range(max(0, cy - 1), min(mask.shape[0], cy + 2)):
+                for nx in range(max(0, cx - 1), min(mask.shape[1], cx + 2)):
+                    if mask[ny, nx] and not labels[ny, nx]:
+                        labels[ny, nx] = n
+                        todo.append((ny, nx))
+    return labels, n
+
+
+def test_components_agree_with_a_flood_fill():
+    """Random masks from sparse specks to nearly full, thin diagonals (pieces that touch only
+    at corners), a spiral (one long piece) and MNIST digits' ink."""
+    rng = np.random.default_rng(0)
+    masks = [rng.random(rng.integers(1, 30, 2)) < rng.uniform(0.05, 0.8) for _ in range(300)]
+    masks += [np.eye(12, dtype=bool) | np.eye(12, dtype=bool)[::-1], np.zeros((5, 7), bool)]
+    spiral = np.zeros((21, 21), bool)
+    for k in range(0, 10, 2):
+        spiral[k, k:21 - k] = spiral[k:21 - k, 20 - k] = spiral[20 - k, k + 2:21 - k] = True
+        spiral[k + 2:21 - k, k] = True
+    (_, _), (x_test, _) = load_mnist()
+    masks += [spiral] + [d > 100 for d in x_test[:50]]
+    for mask in masks:
+        labels, n = _components(mask)
+        want, m = _flood_fill_labels(mask)
+        assert n == m and np.array_equal(labels, want), mask.astype(int)

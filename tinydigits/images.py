@@ -345,39 +345,43 @@ def _crop_to_digit(gray: np.ndarray) -> np.ndarray:
 def _components(mask: np.ndarray):
     """8-connected labels of a boolean image (0 = background), and how many there are.
 
-    NumPy has no `label`: the mask's horizontal runs are found with NumPy, and runs in
-    neighbouring rows that touch (diagonally too) are joined with a union-find.
+    NumPy has no `label`: the mask's horizontal runs are found with NumPy, runs in
+    neighbouring rows that touch (diagonally too) are paired by binary search, and every run
+    takes the smallest run index of its piece by propagation along the pairs with pointer
+    jumping (a few passes, all in NumPy). Pieces are numbered 1, 2, ... in the order their
+    first run comes, row by row.
     """
     h, w = mask.shape
     edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)  # (h, w + 1)
     rows, starts = np.nonzero(edges == 1)  # row-major: the i-th start and end are one run
     ends = np.nonzero(edges == -1)[1]  # exclusive
-    parent = list(range(len(starts)))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first = np.searchsorted(rows, np.arange(h + 2)).tolist()  # runs of row r: first[r]:first[r+1]
-    starts_, ends_ = starts.tolist(), ends.tolist()
-    for r in range(h - 1):
-        a, b = first[r], first[r + 1]
-        while a < first[r + 1] and b < first[r + 2]:
-            if starts_[b] <= ends_[a] and starts_[a] <= ends_[b]:  # overlap, or touch diagonally
-                parent[root(a)] = root(b)
-            end_a, end_b = ends_[a], ends_[b]
-            a += end_a <= end_b  # the run that ends first can meet no later run
-            b += end_b <= end_a
-    roots = [root(i) for i in range(len(parent))]
-    dense, ids = {}, []
-    for i in roots:
-        ids.append(dense.setdefault(i, len(dense) + 1))
-    labels = np.zeros((h, w), int)
-    for r, s0, s1, i in zip(rows.tolist(), starts_, ends_, ids, strict=True):
-        labels[r, s0:s1] = i
-    return labels, len(dense)
+    if not len(starts):
+        return np.zeros((h, w), int), 0
+    # Run a in the row above run b touches it if start_a <= end_b and start_b <= end_a (an
+    # exclusive end equal to the other's start: diagonal neighbours). Within a row, runs
+    # are sorted and disjoint, so those a are one range of run indices.
+    stride = w + 2
+    above = (rows - 1) * stride
+    lo = np.searchsorted(rows * stride + ends, above + starts, side="left")
+    hi = np.searchsorted(rows * stride + starts, above + ends, side="right")
+    counts = np.maximum(hi - lo, 0)
+    b = np.repeat(np.arange(len(starts)), counts)  # each pair: a run, and one run above it
+    a = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    label = np.arange(len(starts))
+    while True:
+        new = label.copy()
+        low = np.minimum(label[a], label[b])
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        new = new[new]  # a run's label is a run of its piece with a label no larger
+        if np.array_equal(new, label):
+            break
+        label = new
+    ids = np.unique(label, return_inverse=True)[1] + 1
+    paint = np.zeros((h, w + 1), int)  # +id at a run's start, -id at its end, summed along rows
+    np.add.at(paint, (rows, starts), ids)
+    np.add.at(paint, (rows, ends), -ids)
+    return np.cumsum(paint, axis=1)[:, :w], int(ids.max())
 
 
 def _stroke_width(mask: np.ndarray) -> float:
