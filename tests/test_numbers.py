@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from test_images import stroke
 
+from tinydigits.augment_images import touching_pairs
 from tinydigits.errors import InputError
-from tinydigits.images import find_digits, load_image, prepare_number
+from tinydigits.images import SURE, find_digits, load_image, prepare_number
 from tinydigits.runtime import Classifier, model_path
 
 WIDTH = 20  # px: a digit's width for the gaps, in MNIST's own pixels (its 20 px box)
@@ -79,16 +80,29 @@ def exact_share(test_digits, classifier, tmp_path, n, gaps, seed):
 
 def test_numbers_with_gaps_read_back_exactly(test_digits, classifier, tmp_path):
     # 2-6 digits, gaps 5-40% of a digit's width, +-15% vertical jitter, 32-300 px high,
-    # both polarities. Measured: 100 of 100 (shipped model).
+    # both polarities. Measured with the shipped model: 95 of 100 (4 digits misread, a 5's
+    # bar read as a 2); the model trained without touching pairs: 100 of 100, and 97.3%
+    # against its 97.7% on 300 more (seed 13).
     share, misses = exact_share(test_digits, classifier, tmp_path, 100, (0.05, 0.4), seed=3)
-    assert share >= 0.95, misses
+    assert share >= 0.92, misses
 
 
 def test_numbers_with_touching_digits_mostly_read_back(test_digits, classifier, tmp_path):
-    # Gaps from -10% (overlapping, often touching) to 40%, as the benchmark: measured 93.5%
-    # of 200 there; pairs that touch and that the classifier reads as one digit are missed.
+    # Gaps from -10% (overlapping, often touching) to 40%, as the benchmark: measured 97 of
+    # 100 here, 95.5% of 200 there (the model trained without touching pairs: 93.0%).
     share, misses = exact_share(test_digits, classifier, tmp_path, 100, (-0.1, 0.4), seed=4)
     assert share >= 0.85, misses
+
+
+def test_the_classifier_gives_two_touching_digits_no_class(test_digits, classifier):
+    """A box of two touching digits is cut only where the classifier gives it less than SURE
+    (`images._split`); the model learnt that from pairs of training digits (recipes/mnist.py).
+    Here, pairs of MNIST *test* digits. Measured with the shipped int8_io model: 199 of 200
+    below SURE, median top probability 0.10 (the model trained without pairs: 14 of 200,
+    median 0.89)."""
+    pairs = touching_pairs(test_digits[0], 200, seed=5)
+    top = np.array([classifier.probabilities(p[..., None]).max() for p in pairs])
+    assert np.mean(top < SURE) >= 0.9 and np.median(top) < 0.3, np.round(top, 2)
 
 
 def test_a_lone_digit_is_one_box(test_digits, classifier, tmp_path):
@@ -104,7 +118,7 @@ def test_a_lone_digit_is_one_box(test_digits, classifier, tmp_path):
         got, boxes = read(tmp_path / "digit.png", classifier)
         ones += len(boxes) == 1
         right += got == str(y_test[i])
-    # Measured: 199 of 200 one box (a wide 0 whose pieces do not overlap), 197 right.
+    # Measured: 199 of 200 one box (a wide 0 whose pieces do not overlap), 199 right.
     assert ones >= 0.98 * len(picks)
     assert right >= 0.97 * len(picks)
 
@@ -160,8 +174,8 @@ def test_a_digit_with_broken_strokes_is_read_as_one(test_digits, classifier, tmp
         got, _ = read(tmp_path / "broken.png", classifier)
         right += got == str(y_test[i])
         misses += [] if got == str(y_test[i]) else [f"{i}: {y_test[i]}->{got}"]
-    # Measured with the shipped model: 197 of 200 right; read as the pieces fall (no
-    # rejoining) 190; the model before it: 196 and 188. 9 fall apart even when judged by
+    # Measured with the shipped model: 196 of 200 right (the one before it: 197); read as
+    # the pieces fall (no rejoining), the model before that: 188. 9 fall apart even when judged by
     # shape alone (no classifier).
     assert pieces >= 5
     assert right >= 0.965 * 200, misses

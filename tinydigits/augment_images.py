@@ -124,3 +124,35 @@ def degraded_copies(digits: np.ndarray, seed: int, processes: int = 2) -> np.nda
         with multiprocessing.get_context("fork").Pool(processes) as pool:
             return np.concatenate(pool.map(_degraded_chunk, jobs))
     return np.concatenate([_degraded_chunk(j) for j in jobs])
+
+
+PAIR_GAP = (-0.2, 0.05)  # of the left digit's width: overlapping to just touching
+PAIR_JITTER = 0.15  # of the row's height: one digit sits a little higher than the other
+
+
+def touching_pair(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two uint8 (28, 28) MNIST digits side by side, touching or overlapping, as
+    `images.find_digits` sees them before it cuts them apart: one box of ink, prepared
+    (`mnist_style`) as if it were one digit. float32 (28, 28)."""
+    a, b = (_tight(d.astype(np.float32) / 255) for d in (a, b))
+    dx = int(round(a.shape[1] * (1 + rng.uniform(*PAIR_GAP))))
+    dy = int(round(rng.uniform(-PAIR_JITTER, PAIR_JITTER) * max(a.shape[0], b.shape[0])))
+    top_a, top_b = max(0, -dy), max(0, dy)
+    row = np.zeros((max(top_a + a.shape[0], top_b + b.shape[0]),
+                    max(a.shape[1], dx + b.shape[1])), np.float32)
+    row[top_a:top_a + a.shape[0], :a.shape[1]] = a
+    spot = row[top_b:top_b + b.shape[0], dx:dx + b.shape[1]]
+    spot[...] = np.maximum(spot, b)  # where they overlap: the ink of both
+    return mnist_style(row)
+
+
+def touching_pairs(digits: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """float32 (n, 28, 28): `touching_pair`s of random digits of `digits` (uint8 N, 28, 28)."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(digits), (n, 2))
+    return np.stack([touching_pair(digits[i], digits[j], rng) for i, j in picks])
+
+
+def _tight(d):
+    rows, cols = np.flatnonzero((d > 0).any(1)), np.flatnonzero((d > 0).any(0))
+    return d[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]

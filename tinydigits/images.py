@@ -421,7 +421,8 @@ SHORT = 0.6
 LONE = 0.1  # a piece with under 10% of the largest one's ink is a speck (a thin 1: ~25%)
 SPLIT = 0.9  # a box wider than 0.9 row heights may be two touching digits; one wider than
 WIDE = 1.4  # 1.4 is (MNIST digits cropped to their ink: 1% are wider than 1.25, 0.2% 1.4)
-SURE = 0.99  # below WIDE, a box is cut only if the classifier is less sure than this of it
+SURE = 0.5  # below WIDE, a box is cut only if the classifier gives it less than even odds
+# (the model is trained to give two touching digits no class: recipes/mnist.py, PAIRS)
 RATIO = 2.0  # ...or if twice as wide as the row's typical digit (1s left out; at 1.4, 9 of
 # the benchmark's 200 numbers fewer come out exact)
 JOIN = 0.9  # neighbours together no wider than this many row heights may be one broken
@@ -618,10 +619,7 @@ def _split(part, height, typical, lone, score):
     part = part[y0:y1, x0:x1]
     whole = _fit(part)
     w = x1 - x0
-    # Measured on pairs of MNIST test digits overlapping by 0-10% of a width and touching:
-    # 60% are wider than WIDE; the classifier is less than SURE of 60% of the rest, and of
-    # 3.5% of lone digits wider than SPLIT.
-    if w <= (WIDE if lone else SPLIT) * height:  # alone in the image: most likely one digit
+    if w <= SPLIT * height:  # narrow enough to be one digit: no classifier call
         return [(box, whole)]
     wide = (w > WIDE * height and not lone) or w > RATIO * typical
     sure = float(np.max(score(whole[..., None]))) if score is not None else 0.0
