@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tinydigits.cli import read_image
 from tinydigits.datasets import load_mnist
 from tinydigits.digit_strings import edit_distance  # the same digit scoring as the strings
 from tinydigits.errors import InputError
-from tinydigits.images import _max_filter, prepare_number
+from tinydigits.images import _max_filter
 from tinydigits.runtime import Classifier, model_path
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -167,16 +168,14 @@ def number_image(digits, k, rng):
 
 
 classifier = Classifier(args.model)
-score = classifier.probabilities
 
 
 def read(path):
     """The digits `tinydigits classify` reads in a file ('' if it refuses the file)."""
     try:
-        x, _ = prepare_number(path, score)
+        return read_image(path, classifier)["digits"]
     except InputError:
         return ""
-    return "".join(classifier.predict(digit)[0] for digit in x)
 
 
 (_, _), (x_test, y_test) = load_mnist()

@@ -119,8 +119,16 @@ def read_image(path: Path, classifier) -> dict:
     and its box (x0, y0, x1, y1) in the file's pixels."""
     from tinydigits.images import prepare_number
 
-    x, boxes = prepare_number(path, score=classifier.probabilities)
-    read = [classifier.predict(digit) for digit in x]
+    scored = {}  # each digit prepare_number tried, by its pixels: the final read reuses them
+
+    def score(digit):
+        key = digit.tobytes()
+        if key not in scored:
+            scored[key] = classifier.probabilities(digit)
+        return scored[key]
+
+    x, boxes = prepare_number(path, score=score)
+    read = [(classifier.labels[int(p.argmax())], float(p.max())) for p in map(score, x)]
     return {"digits": "".join(label for label, _ in read),
             "confidences": [round(c, 4) for _, c in read], "boxes": [list(b) for b in boxes]}
 

@@ -433,6 +433,7 @@ FULL = 0.7  # a run shorter than this share of the tallest piece is suspect as a
 ONE = 1.25  # ink this wide for its height may be one digit (MNIST: 1% of digits are wider)
 NARROW = 0.45  # a box narrower than this many row heights is a 1 (or a piece)
 CUTS = 5  # candidate cuts tried per box when a classifier chooses
+DECISIVE = 0.99  # ...and the first cut giving both halves this much is taken at once
 
 
 def find_digits(ink: np.ndarray, score=None) -> list:
@@ -649,6 +650,8 @@ def _split(part, height, typical, lone, score):
         both = min(float(np.max(score(f[..., None]))) for f in fits)
         if both > sure:  # ties (int8 scores saturate at 255/256): the thinner column
             best, sure = c, both
+            if sure >= DECISIVE:
+                break  # both halves all but certain: no later cut is worth its two calls
     if best is None:  # no cut, or the classifier is surest of the box as one digit
         return [(box, whole)]
     out = []
