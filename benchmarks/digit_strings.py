@@ -14,6 +14,8 @@ device's `tinydigits.ctc.greedy_decode`. Measures:
   noise (white/pink/brown at 10 dB SNR), against the isolated model (spoken_digits.keras).
 - espeak-ng one-breath strings (6 voices x 3 rates x 6 strings of 3-8 digits, resampled to
   8 kHz): digits right (1 - digit error rate) and exact strings. Never trained on.
+- The device's answer ("device" column, with int8): the shipped isolated-word model for
+  under two digits heard, else each digit judged again by it on its stretch (`ctc.rescore`).
 - Size, and compute per second of audio (10 s inputs, median of 20 runs).
 Prints Markdown tables.
 """
@@ -32,9 +34,12 @@ import numpy as np
 
 from tinydigits import augment, ctc, digit_strings
 from tinydigits.audio import prepare_clip, read_wav, resample
+from tinydigits.cli import MIN_STRING_DIGITS
 from tinydigits.convert import convert, float_layers
 from tinydigits.datasets import load_fsdd
 from tinydigits.errors import InputError
+from tinydigits.listen import isolated_judge
+from tinydigits.runtime import NOT_A_DIGIT, Classifier, model_path
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 VOICES = ["en-us", "en-us+f3", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029"]
@@ -86,14 +91,30 @@ def keras_runner(x):
     return model.predict(padded[None], verbose=0)[0][:(1 + len(x) // 80) // 4]
 
 
-def decode_all(run, audio):
-    return [ctc.greedy_decode(run(x)).digits for x in audio]
-
-
 calibration = digit_strings.verification_strings(args.data_dir)[0]
 runners = {"keras": keras_runner}
 for variant in args.variants:
     runners[variant] = TFLite(convert(model, variant, calibration, keep_float=float_layers(model)))
+readers = {r: (lambda x, run=run: ctc.greedy_decode(run(x)).digits) for r, run in runners.items()}
+shipped_isolated = Classifier(model_path("audio"))  # the device's isolated-word model (int8)
+judge = isolated_judge(shipped_isolated)
+
+
+def device(x, run):
+    """What `classify` answers with this string model beside the shipped isolated one: the
+    isolated model for under two digits, else each digit judged again (ctc.rescore)."""
+    logits = run(x)
+    if len(ctc.greedy_decode(logits).digits) < MIN_STRING_DIGITS:
+        try:
+            label = shipped_isolated.predict(prepare_clip(x, 8000))[0]
+        except InputError:
+            return ""
+        return "" if label == NOT_A_DIGIT else label
+    return ctc.rescore(logits, x, judge).digits
+
+
+if "int8" in runners:
+    readers["device"] = lambda x: device(x, runners["int8"])
 
 # ------------------------------------------------------------------------ inputs
 sets = {}
@@ -135,13 +156,13 @@ else:
 
 # ----------------------------------------------------------------------- measure
 print(f"\n{args.model} ({model.count_params():,} parameters)\n")
-print("| set | inputs | " + " | ".join(f"{r} exact | {r} digits right" for r in runners) + " |")
-print("|---|---|" + "---|---|" * len(runners))
+print("| set | inputs | " + " | ".join(f"{r} exact | {r} digits right" for r in readers) + " |")
+print("|---|---|" + "---|---|" * len(readers))
 results, decoded = {}, {}
 for name, (audio, digits) in sets.items():
     row = []
-    for r, run in runners.items():
-        decoded[(name, r)] = decode_all(run, audio)
+    for r, read in readers.items():
+        decoded[(name, r)] = [read(x) for x in audio]
         s = digit_strings.score(digits, decoded[(name, r)])
         results[(name, r)] = s
         row.append(f"{s['exact']:.2%} | {1 - s['digit_error_rate']:.2%}")
@@ -151,7 +172,7 @@ if espeak:
     print("\nespeak-ng one-breath strings, digits right by voice (3 rates x 6 strings each):\n")
     print("| runner | " + " | ".join(VOICES) + " |")
     print("|---|" + "---|" * len(VOICES))
-    for r in runners:
+    for r in readers:
         got = decoded[("espeak-ng one-breath strings", r)]
         row = []
         for voice in VOICES:

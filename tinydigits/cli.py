@@ -140,7 +140,8 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
     """A spoken digit, or a digit string said in one breath or with pauses.
 
     The isolated-word model answers a lone digit (or `none`, for a sound that is no digit);
-    the string model, when shipped, answers when it hears two digits or more.
+    the string model, when shipped, answers when it hears two digits or more, and the
+    isolated-word model judges each of them again on its own stretch (`ctc.rescore`).
     """
     from tinydigits.audio import prepare_wav, prepare_wav_string
 
@@ -149,9 +150,13 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
     if strings is None:
         return read_audio_clip(prepare_wav(path), classifier)
     clip, (string, offset) = prepare_wav_string(path)
-    decoded = ctc.greedy_decode(strings.scores(string), offset_seconds=offset)
-    if classifier is not None and len(decoded.digits) < MIN_STRING_DIGITS:
-        return read_audio_clip(clip, classifier)
+    logits = strings.scores(string)
+    decoded = ctc.greedy_decode(logits, offset_seconds=offset)
+    if classifier is not None:
+        if len(decoded.digits) < MIN_STRING_DIGITS:
+            return read_audio_clip(clip, classifier)
+        decoded = ctc.rescore(logits, string, listen.isolated_judge(classifier),
+                              offset_seconds=offset)
     found = decoded.as_dict()
     return {"digits": decoded.digits, "label": decoded.digits or NOT_A_DIGIT,
             "confidences": found["confidences"] or [0.0], "times": found["times"]}

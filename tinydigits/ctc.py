@@ -6,6 +6,7 @@ The string model (recipes/digit_strings.py) outputs logits of shape (frames, 11)
 input: class 0 is the CTC blank and class d + 1 is digit d, one frame per FRAME_SECONDS
 of audio. Greedy decoding takes the best class of every frame, merges repeats and drops
 blanks (as keras-io's OCR and ASR examples decode): "4 4 _ 1 _ _ 8 8 6" -> "4186".
+`rescore` lets a second model (the isolated-word one) judge each decoded digit again.
 """
 
 from dataclasses import dataclass
@@ -50,6 +51,21 @@ def greedy_path(scores) -> list:
     return best[keep].tolist()
 
 
+def _runs(probs):
+    """[(first frame, end frame, class)] of the best class's runs, blanks left out."""
+    best = probs.argmax(axis=-1)
+    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    ends = np.r_[starts[1:], len(best)]
+    return [(int(a), int(b), int(best[a])) for a, b in zip(starts, ends) if best[a] != BLANK]
+
+
+def _probabilities(logits):
+    probs = softmax(logits)
+    if probs.ndim != 2:
+        raise ValueError(f"expected (frames, classes) scores, got shape {probs.shape}")
+    return probs
+
+
 def greedy_decode(logits, frame_seconds=FRAME_SECONDS, offset_seconds=0.0) -> Decoded:
     """Greedy decode of one input's per-frame logits (frames, 11) into a `Decoded`.
 
@@ -57,18 +73,42 @@ def greedy_decode(logits, frame_seconds=FRAME_SECONDS, offset_seconds=0.0) -> De
     run's span (CTC peaks are narrow, so the span marks where the model heard the word,
     not its exact edges); `offset_seconds` shifts times, for windows of a longer stream.
     """
-    probs = softmax(logits)
-    if probs.ndim != 2:
-        raise ValueError(f"expected (frames, classes) scores, got shape {probs.shape}")
-    best = probs.argmax(axis=-1)
-    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
-    ends = np.r_[starts[1:], len(best)]
-    digits, confidences, times = [], [], []
-    for a, b in zip(starts, ends):
-        label = int(best[a])
-        if label == BLANK:
-            continue
-        digits.append(str(label - 1))
-        confidences.append(float(probs[a:b, label].max()))
-        times.append((offset_seconds + a * frame_seconds, offset_seconds + b * frame_seconds))
-    return Decoded("".join(digits), tuple(confidences), tuple(times))
+    probs = _probabilities(logits)
+    runs = _runs(probs)
+    return Decoded("".join(str(label - 1) for _, _, label in runs),
+                   tuple(float(probs[a:b, label].max()) for a, b, label in runs),
+                   tuple((offset_seconds + a * frame_seconds, offset_seconds + b * frame_seconds)
+                         for a, b, _ in runs))
+
+
+def rescore(logits, x, judge, rate=8000, offset_seconds=0.0) -> Decoded:
+    """Greedy decoding, each digit judged again by a second model on its own stretch of `x`.
+
+    The string model finds how many digits there are and where (each run's peak frame).
+    `judge(stretch)` gives 11 probabilities, digits 0-9 and then "no digit", for the audio
+    between the midpoints to the neighbouring peaks (`x` is the audio `logits` were
+    computed from, at `rate`), or None for no opinion. Which digit: the product of the two
+    models' digit probabilities, normalised (independent opinions; the judge's "no digit"
+    share spread evenly, as no opinion on which). The digit is the likeliest, and its
+    confidence is that probability times the belief that a digit is there at all, the
+    larger of the string model's (1 - blank at the peak) and the judge's (1 - "no digit").
+    A judge of no opinion leaves the string model's digits and confidences as they were.
+    Times are the string model's.
+    """
+    probs = _probabilities(logits)
+    runs = _runs(probs)
+    peaks = [a + int(np.argmax(probs[a:b, label])) for a, b, label in runs]
+    step = FRAME_SECONDS * rate  # samples per output frame
+    cuts = [0, *(int((p + q) / 2 * step) for p, q in zip(peaks, peaks[1:])), len(x)]
+    digits, confidences = [], []
+    for i, peak in enumerate(peaks):
+        heard = probs[peak, 1:]  # sums to 1 - blank
+        judged = judge(x[cuts[i]:cuts[i + 1]])
+        judged = np.r_[np.zeros(10), 1.0] if judged is None else np.asarray(judged, np.float64)
+        which = heard * (judged[:10] + judged[10] / 10)
+        which /= max(which.sum(), 1e-300)  # int8 scores can be exactly 0
+        d = int(np.argmax(which))
+        digits.append(str(d))
+        confidences.append(float(which[d] * max(heard.sum(), 1.0 - judged[10])))
+    decoded = greedy_decode(logits, offset_seconds=offset_seconds)
+    return Decoded("".join(digits), tuple(confidences), decoded.times)

@@ -236,7 +236,8 @@ def recognise(utterance: Utterance, classifier, threshold: float, strings=None) 
 
     With the digit-string model (`strings`), an utterance in which it hears two digits or
     more is that string; one longer than any single word (MAX_SPEECH_SECONDS) is the
-    string model's alone; the isolated-word model answers the rest, as without it.
+    string model's alone; the isolated-word model answers the rest, as without it. In a
+    string, the isolated-word model judges each digit again on its stretch (`ctc.rescore`).
     """
     span = dict(start=utterance.start, end=utterance.end)
     long = utterance.end - utterance.start > MAX_SPEECH_SECONDS
@@ -246,8 +247,12 @@ def recognise(utterance: Utterance, classifier, threshold: float, strings=None) 
         except InputError:
             return Detection("", 0.0, accepted=False, reason="no speech found", **span)
         head = utterance.start - PRE_ROLL_SECONDS  # where utterance.audio begins
-        decoded = ctc.greedy_decode(strings.scores(x), offset_seconds=max(0.0, head) + offset)
+        logits = strings.scores(x)
+        decoded = ctc.greedy_decode(logits, offset_seconds=max(0.0, head) + offset)
         if len(decoded.digits) >= 2 or long or classifier is None:
+            if classifier is not None:
+                decoded = ctc.rescore(logits, x, isolated_judge(classifier), RATE,
+                                      offset_seconds=max(0.0, head) + offset)
             if not decoded.digits:
                 return Detection("", 0.0, accepted=False, reason="no digits heard", **span)
             detail = dict(confidences=decoded.confidences, times=decoded.times, **span)
@@ -266,6 +271,19 @@ def recognise(utterance: Utterance, classifier, threshold: float, strings=None) 
         return Detection(label, confidence, accepted=False,
                          reason=f"confidence under {threshold:g}", **span)
     return Detection(label, confidence, accepted=True, **span)
+
+
+def isolated_judge(classifier):
+    """The isolated-word model's opinion of a stretch of a string (8 kHz), for
+    `ctc.rescore`: 11 probabilities, digits 0-9 and then "none", or None where it finds
+    no word at all."""
+    def judge(stretch):
+        try:
+            p = classifier.probabilities(audio.prepare_clip(stretch, RATE))
+        except InputError:
+            return None
+        return np.r_[p[:10], p[10:].sum()]
+    return judge
 
 
 def detections(source, classifier, threshold: float, clock=time.monotonic, strings=None):
