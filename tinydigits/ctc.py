@@ -77,8 +77,12 @@ def greedy_decode(logits, frame_seconds=FRAME_SECONDS, offset_seconds=0.0) -> De
     runs = _runs(probs)
     return Decoded("".join(str(label - 1) for _, _, label in runs),
                    tuple(float(probs[a:b, label].max()) for a, b, label in runs),
-                   tuple((offset_seconds + a * frame_seconds, offset_seconds + b * frame_seconds)
-                         for a, b, _ in runs))
+                   _times(runs, frame_seconds, offset_seconds))
+
+
+def _times(runs, frame_seconds, offset_seconds):
+    return tuple((offset_seconds + a * frame_seconds, offset_seconds + b * frame_seconds)
+                 for a, b, _ in runs)
 
 
 def rescore(logits, x, judge, rate=8000, offset_seconds=0.0) -> Decoded:
@@ -110,5 +114,5 @@ def rescore(logits, x, judge, rate=8000, offset_seconds=0.0) -> Decoded:
         d = int(np.argmax(which))
         digits.append(str(d))
         confidences.append(float(which[d] * max(heard.sum(), 1.0 - judged[10])))
-    decoded = greedy_decode(logits, offset_seconds=offset_seconds)
-    return Decoded("".join(digits), tuple(confidences), decoded.times)
+    return Decoded("".join(digits), tuple(confidences),
+                   _times(runs, FRAME_SECONDS, offset_seconds))
