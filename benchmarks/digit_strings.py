@@ -2,6 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/digit_strings.py          # ~5 min on 2 cores
     python benchmarks/digit_strings.py --variants float32               # Keras and float32 only
+    python benchmarks/digit_strings.py --voices en-us-nyc en-gb+f4      # other voices: for choices
 
 Converts tinydigits/models/digit_strings.keras to float32 and int8 `.tflite` (into a
 temporary directory: the exporter writes the shipped files) and runs every input at its own
@@ -54,6 +55,10 @@ parser.add_argument("--isolated", type=Path, default=Path("tinydigits/models/spo
                     help="the isolated-digit model to compare lone digits with")
 parser.add_argument("--variants", nargs="+", default=["float32", "int8"],
                     help=".tflite variants to convert and run (float32, int8, ...)")
+parser.add_argument("--voices", nargs="+", default=VOICES,
+                    help="espeak-ng voices (make choices on others than the defaults)")
+parser.add_argument("--rates", nargs="+", type=int, default=RATES,
+                    help="espeak-ng rates, words per minute")
 parser.add_argument("--data-dir", help="dataset cache (default: $TINYDIGITS_DATA or data/)")
 args = parser.parse_args()
 start = time.time()
@@ -139,8 +144,8 @@ sets["FSDD test lone digits, 10 dB SNR"] = ([digit_strings.set_level(x) for x in
 espeak, espeak_digits, espeak_voice = [], [], []
 if shutil.which("espeak-ng"):
     with tempfile.TemporaryDirectory() as tmp:
-        for voice in VOICES:
-            for rate in RATES:
+        for voice in args.voices:
+            for rate in args.rates:
                 for _ in range(PER_VOICE_RATE):
                     digits = "".join(str(d) for d in rng.integers(0, 10, rng.integers(3, 9)))
                     wav = Path(tmp) / "s.wav"
@@ -169,13 +174,14 @@ for name, (audio, digits) in sets.items():
     print(f"| {name} | {len(audio)} | " + " | ".join(row) + " |")
 
 if espeak:
-    print("\nespeak-ng one-breath strings, digits right by voice (3 rates x 6 strings each):\n")
-    print("| runner | " + " | ".join(VOICES) + " |")
-    print("|---|" + "---|" * len(VOICES))
+    print(f"\nespeak-ng one-breath strings, digits right by voice ({len(args.rates)} rates x "
+          f"{PER_VOICE_RATE} strings each):\n")
+    print("| runner | " + " | ".join(args.voices) + " |")
+    print("|---|" + "---|" * len(args.voices))
     for r in readers:
         got = decoded[("espeak-ng one-breath strings", r)]
         row = []
-        for voice in VOICES:
+        for voice in args.voices:
             mine = [i for i, v in enumerate(espeak_voice) if v == voice]
             s = digit_strings.score([espeak_digits[i] for i in mine], [got[i] for i in mine])
             row.append(f"{1 - s['digit_error_rate']:.1%}")

@@ -1,11 +1,14 @@
 """How fast `tinydigits listen` answers, and what listening costs: a table for the README.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/listen_latency.py          # a file, real time
-    OPENBLAS_NUM_THREADS=1 python benchmarks/listen_latency.py file mic thresholds
+    OPENBLAS_NUM_THREADS=1 python benchmarks/listen_latency.py file strings mic thresholds
 
 Builds a stream of FSDD test words (random order, 0.3-2 s pauses, pink noise at 20 dB
 SNR, 48 kHz stereo) and runs `tinydigits listen --json` on it as a user would:
 - file: `--input FILE --realtime`, paced as a microphone would deliver it;
+- strings: the same for digit strings said in one breath (FSDD test words of one speaker,
+  -30 to 100 ms apart, 3-8 digits, 1.5-2.5 s between strings): latency from the end of a
+  string to its line, which includes the per-digit second opinion (`ctc.rescore`);
 - mic: the words are played with `paplay` into a private PulseAudio null sink whose
   monitor is the default microphone, so PortAudio's capture path runs (needs pulseaudio,
   pulseaudio-utils, libportaudio2, libasound2-plugins).
@@ -43,6 +46,7 @@ from audio_fixtures import (  # noqa: E402
     build_digit_stream,
     build_noise_file,
     build_not_digit_stream,
+    build_string_stream,
     listen_command,
     missing_pulse_tools,
     play,
@@ -93,9 +97,10 @@ class Listener:
 
 
 def row(name, stream, lines, latencies, cpu):
-    counts = align(stream.digits, [record["digit"] for _, record in lines])
+    said = "".join(stream.digits)
+    counts = align(said, "".join(record["digits"] for _, record in lines))
     latencies = np.array(latencies) * 1000
-    return (f"| {name} | {len(stream.digits)} | {counts['correct'] / len(stream.digits):.1%} "
+    return (f"| {name} | {len(said)} | {counts['correct'] / len(said):.1%} "
             f"| {counts['insertions']} | {np.median(latencies):.0f} "
             f"| {np.percentile(latencies, 95):.0f} | {cpu:.1%} |")
 
@@ -106,7 +111,7 @@ def nearest_end(stream, record):
     return stream.spans[int(np.argmax(overlaps))][1]
 
 
-def measure_file(stream, model_args):
+def measure_file(stream, model_args, name="file, --realtime"):
     listener = Listener(["--input", stream.path, "--realtime", *model_args])
     time.sleep(stream.seconds - 1.0)
     cpu = listener.cpu_share()
@@ -114,7 +119,7 @@ def measure_file(stream, model_args):
         sys.exit(listener.process.stderr.read())
     # listen measured from the end of its own estimate of the word; move it to the truth.
     latencies = [r["latency"] + r["end"] - nearest_end(stream, r) for _, r in listener.lines]
-    return row("file, --realtime", stream, listener.lines, latencies, cpu)
+    return row(name, stream, listener.lines, latencies, cpu)
 
 
 def measure_mic(stream, model_args, workdir):
@@ -200,9 +205,10 @@ def measure_thresholds(fsdd, model_args, workdir, thresholds=(0.5, 0.6, 0.7, 0.8
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("parts", nargs="*", choices=["file", "mic", "thresholds"],
+    parser.add_argument("parts", nargs="*", choices=["file", "strings", "mic", "thresholds"],
                         default=["file"], help="what to measure (default: file)")
     parser.add_argument("--digits", type=int, default=40, help="words in the latency stream")
+    parser.add_argument("--strings", type=int, default=20, help="strings in the strings part")
     parser.add_argument("--seed", type=int, default=3, help="stream order and pauses")
     parser.add_argument("--model", help="passed to listen --model (default: shipped int8)")
     parser.add_argument("--threshold", help="passed to listen --threshold (latency parts)")
@@ -220,7 +226,14 @@ def main():
         if "file" in args.parts:
             stream = build_digit_stream(workdir / "stream.wav", fsdd, count=args.digits,
                                         seed=args.seed)
-            rows.append(measure_file(stream, latency_args))
+            rows.append(measure_file(stream, latency_args, "file, --realtime: paused words"))
+            print(rows[-1], flush=True)
+        if "strings" in args.parts:
+            strings = build_string_stream(workdir / "strings.wav", fsdd, count=args.strings,
+                                          seed=args.seed)
+            rows.append(measure_file(strings, latency_args,
+                                     f"file, --realtime: {args.strings} strings said in one "
+                                     "breath, 3-8 digits"))
             print(rows[-1], flush=True)
         if "mic" in args.parts:
             clean = build_digit_stream(workdir / "clean.wav", fsdd, count=args.digits,
@@ -228,10 +241,11 @@ def main():
             rows += measure_mic(clean, latency_args, workdir)
             print("\n".join(rows[-2:]), flush=True)
         if rows:
-            print(f"\n{args.digits} FSDD test words, pink noise at 20 dB SNR, 48 kHz stereo; "
+            print(f"\nFSDD test words (paused: {args.digits}; strings: {args.strings}), pink "
+                  f"noise at 20 dB SNR in the files (mic: a room noise played beside), 48 kHz; "
                   f"{platform.machine()}, {os.cpu_count()} cores, load average "
                   f"{os.getloadavg()[0]:.1f}\n")
-            print("| source | words | right | inserted | latency ms median | p95 "
+            print("| source | digits | right | inserted | latency ms median | p95 "
                   "| CPU (one core) |")
             print("|---|---|---|---|---|---|---|")
             print("\n".join(rows))

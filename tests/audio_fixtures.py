@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass
 class DigitStream:
     path: Path
-    digits: list  # the digits said, in order ("0"-"9")
-    spans: list  # (start, end) of each word's speech in seconds since the file began
+    digits: list  # the digits said, in order ("0"-"9"), or strings of them
+    spans: list  # (start, end) of each word's (string's) speech, seconds since the file began
     rate: int
     seconds: float
 
@@ -86,6 +86,46 @@ def build_digit_stream(path, fsdd, count=40, seed=0, snr_db=20.0, gaps=(0.3, 2.0
         mixed = speech + noise(len(speech), rng, noise_slope, SPEECH_RMS / 10 ** (snr_db / 20))
     to_file(path, mixed, rate, channels)
     return DigitStream(Path(path), digits, spans, rate, len(mixed) / rate)
+
+
+def build_string_stream(path, fsdd, count=12, seed=0, snr_db=20.0, lengths=(3, 8),
+                        pauses=(1.5, 2.5), rate=48000, channels=2):
+    """Digit strings said in one breath, each by one FSDD test speaker, with pauses between
+    strings, in pink noise: `listen`'s string path end to end.
+
+    Each string is `lengths` digits of FSDD test words joined as in training with fluent
+    gaps only (digit_strings.FLUENT_GAP: -30 ms overlaps to 100 ms), then set to SPEECH_RMS.
+    `digits` holds one string per entry; `spans` each string's (start, end). A string's end
+    is its last word's trimmed end less PAD_SECONDS, which may be up to 40 ms before the
+    speech really ends (digit_strings trims 0-40 ms of the 50 ms pad): latencies measured
+    from it err long.
+    """
+    from tinydigits import digit_strings
+
+    rng = np.random.default_rng(seed)
+    _, test = fsdd.official_split()
+    builder = digit_strings.StringBuilder(fsdd, test, rerecorded=False, noise_in_gaps=False)
+    pieces, strings, spans = [np.zeros(FSDD_RATE, np.float32)], [], []
+    cursor = len(pieces[0])
+    for _ in range(count):
+        digits = rng.integers(0, 10, rng.integers(lengths[0], lengths[1] + 1))
+        speaker = builder.speakers[rng.integers(len(builder.speakers))]
+        words = [builder.word(rng, speaker, int(d)) for d in digits]
+        gaps = [int(rng.uniform(*digit_strings.FLUENT_GAP) * FSDD_RATE) for _ in words[1:]]
+        x = digit_strings.join(words, gaps)
+        x = x * (SPEECH_RMS / np.sqrt(np.mean(x**2)))
+        strings.append("".join(str(d) for d in digits))
+        spans.append((cursor / FSDD_RATE, (cursor + len(x)) / FSDD_RATE - PAD_SECONDS))
+        gap = np.zeros(int(rng.uniform(*pauses) * FSDD_RATE), np.float32)
+        pieces += [x.astype(np.float32), gap]
+        cursor += len(x) + len(gap)
+    pieces.append(np.zeros(FSDD_RATE, np.float32))
+    speech = soxr.resample(np.concatenate(pieces), FSDD_RATE, rate, quality="HQ")
+    mixed = speech
+    if snr_db is not None:
+        mixed = speech + noise(len(speech), rng, 1.0, SPEECH_RMS / 10 ** (snr_db / 20))
+    to_file(path, mixed, rate, channels)
+    return DigitStream(Path(path), strings, spans, rate, len(mixed) / rate)
 
 
 def build_noise_file(path, seconds=30.0, seed=0, rate=48000, channels=2,
