@@ -19,6 +19,9 @@ for the mic from the parent's clock, play start + end of word -> line received, 
 counts PulseAudio's buffers. CPU share is the listen process's user + system time over the
 wall time while it listens (after start-up), as a share of one core.
 
+`pauses` reads 60 strings said in one breath with each `listen --pause` and counts the lines
+printed and the strings printed whole.
+
 `thresholds` runs 300 FSDD test words (20 and 10 dB SNR) and 144 everyday non-digit
 sounds (tests/audio_fixtures.py: typing, knocks, claps, breath, coughs, whistles, beeps,
 hum, creaks) through `listen --threshold 0` and counts what each threshold would print.
@@ -203,18 +206,45 @@ def measure_thresholds(fsdd, model_args, workdir, thresholds=(0.5, 0.6, 0.7, 0.8
     return lines
 
 
+def measure_pauses(fsdd, workdir, pauses=(0.15, 0.2, 0.25, 0.3)):
+    """60 fluent strings (two streams of 30, seeds 11 and 12) read as fast as possible with
+    each --pause: lines printed, strings printed whole on one line, digits right."""
+    from tinydigits import listen
+
+    streams = [build_string_stream(workdir / f"pauses{seed}.wav", fsdd, count=30, seed=seed)
+               for seed in (11, 12)]
+    classifier, strings = listen._load_models(None)
+    said = "".join(d for stream in streams for d in stream.digits)
+    lines = ["| --pause | lines | strings on one line | digits right |", "|---|---|---|---|"]
+    for pause in pauses:
+        printed, whole = [], 0
+        for stream in streams:
+            got = [d.digit for d, _ in listen.detections(
+                listen.FileSource(stream.path), classifier, listen.DEFAULT_THRESHOLD,
+                strings=strings, pause=pause) if d.accepted]
+            printed += got
+            whole += len(set(stream.digits) & set(got))
+        counts = align(said, "".join(printed))
+        lines.append(f"| {pause:g} | {len(printed)} | {whole} of 60 "
+                     f"| {counts['correct'] / len(said):.1%} |")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("parts", nargs="*", choices=["file", "strings", "mic", "thresholds"],
-                        default=["file"], help="what to measure (default: file)")
+    parser.add_argument("parts", nargs="*", default=["file"],
+                        choices=["file", "strings", "mic", "thresholds", "pauses"],
+                        help="what to measure (default: file)")
     parser.add_argument("--digits", type=int, default=40, help="words in the latency stream")
     parser.add_argument("--strings", type=int, default=20, help="strings in the strings part")
     parser.add_argument("--seed", type=int, default=3, help="stream order and pauses")
     parser.add_argument("--model", help="passed to listen --model (default: shipped int8)")
     parser.add_argument("--threshold", help="passed to listen --threshold (latency parts)")
+    parser.add_argument("--pause", help="passed to listen --pause (latency parts)")
     args = parser.parse_args()
     model_args = ["--model", args.model] if args.model else []
     latency_args = model_args + (["--threshold", args.threshold] if args.threshold else [])
+    latency_args += ["--pause", args.pause] if args.pause else []
     if "mic" in args.parts and missing_pulse_tools():
         sys.exit(f"mic needs {', '.join(missing_pulse_tools())}: "
                  "sudo apt install pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins")
@@ -249,6 +279,9 @@ def main():
                   "| CPU (one core) |")
             print("|---|---|---|---|---|---|---|")
             print("\n".join(rows))
+        if "pauses" in args.parts:
+            print()
+            print("\n".join(measure_pauses(fsdd, workdir)))
         if "thresholds" in args.parts:
             print()
             print("\n".join(measure_thresholds(fsdd, model_args, workdir)))

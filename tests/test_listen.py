@@ -387,3 +387,27 @@ def test_listen_hears_digit_strings_said_without_pauses(fsdd, tmp_path):
     said = "".join(digits)
     errors = edit_distance(heard, said)  # misses, insertions and substitutions
     assert errors <= 0.05 * len(said), (errors, heard, said)  # measured: 1 of 66
+
+
+def test_a_longer_pause_keeps_a_number_with_a_short_break_on_one_line(fsdd, tmp_path):
+    """Two FSDD test words with 0.2 s between them (plus their own quiet edges): one line
+    each by default, one line of both with `--pause 0.5`."""
+    import soundfile
+
+    from tinydigits.digit_strings import trim
+
+    _, test = fsdd.official_split()
+    four, seven = (trim(fsdd.audio[test[fsdd.digit[test] == d][0]]) for d in (4, 7))
+    quiet = np.zeros(8000, np.float32)
+    x = np.concatenate([quiet, four, np.zeros(1600, np.float32), seven, quiet])
+    x += np.random.default_rng(0).normal(0, 1e-3, len(x)).astype(np.float32)
+    path = tmp_path / "47.wav"
+    soundfile.write(path, x, 8000, subtype="PCM_16")
+    lines = {}
+    for pause in ("0.15", "0.5"):
+        out = run_listen("--input", path, "--json", "--pause", pause)
+        assert out.returncode == 0, out.stderr
+        lines[pause] = [json.loads(line)["digits"] for line in out.stdout.splitlines()]
+    assert lines == {"0.15": ["4", "7"], "0.5": ["47"]}
+    out = run_listen("--input", path, "--pause", "5")
+    assert out.returncode == 2 and "outside 0.1-1 s" in out.stderr

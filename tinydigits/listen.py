@@ -116,12 +116,13 @@ class Segmenter:
     stream is cut into blocks.
     """
 
-    def __init__(self, rate=RATE, max_speech_seconds=MAX_SPEECH_SECONDS):
+    def __init__(self, rate=RATE, max_speech_seconds=MAX_SPEECH_SECONDS,
+                 hangover_seconds=HANGOVER_SECONDS):
         self.rate = rate
         self.hop = int(round(rate * HOP_SECONDS))  # 80 samples
         hops = lambda seconds: int(round(seconds / HOP_SECONDS))
         self.pre_roll = hops(PRE_ROLL_SECONDS)  # 20
-        self.hangover = hops(HANGOVER_SECONDS)  # 20
+        self.hangover = hops(hangover_seconds)  # 15 by default
         self.min_hops = hops(MIN_SPEECH_SECONDS)  # 8
         self.max_hops = hops(max_speech_seconds)  # 150; 1000 with a string model
         self.warmup = hops(WARMUP_SECONDS)  # 25
@@ -286,18 +287,20 @@ def isolated_judge(classifier):
     return judge
 
 
-def detections(source, classifier, threshold: float, clock=time.monotonic, strings=None):
+def detections(source, classifier, threshold: float, clock=time.monotonic, strings=None,
+               pause=HANGOVER_SECONDS):
     """The one code path from any source to detections: (Detection, latency or None).
 
     `source` yields (block, arrival) with `block` float32 (frames,) or (frames, channels)
     at `source.rate` and `arrival` the monotonic time its last frame was captured (None for
-    a file read as fast as possible). Latency is from the end of the word to now.
+    a file read as fast as possible). Latency is from the end of the word to now. `pause`
+    seconds of quiet end a word or string.
     """
     resampler = None
     if source.rate != RATE:
         resampler = soxr.ResampleStream(source.rate, RATE, 1, dtype="float32", **RESAMPLER)
     segmenter = Segmenter(RATE, MAX_STRING_SECONDS if strings is not None else
-                          MAX_SPEECH_SECONDS)
+                          MAX_SPEECH_SECONDS, pause)
     origin = None  # monotonic time of the stream's first frame: the earliest estimate wins
     frames = 0
     for block, arrival in source:
@@ -508,6 +511,16 @@ def _threshold(text):
     return value
 
 
+def _pause(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.1 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} s is outside 0.1-1 s")
+    return value
+
+
 def add_parser(commands):
     """Register `tinydigits listen` on the subparsers object of the main parser."""
     p = commands.add_parser(
@@ -527,6 +540,10 @@ def add_parser(commands):
                    help="print a digit only if the model gives it at least this probability "
                         f"(0-1, default {DEFAULT_THRESHOLD}): raise it if noises print "
                         "digits, lower it if quiet words are missed")
+    p.add_argument("--pause", type=_pause, default=HANGOVER_SECONDS, metavar="SECONDS",
+                   help=f"quiet that ends a line (0.1-1, default {HANGOVER_SECONDS:g}): a "
+                        "number said in one breath sometimes comes as two or three lines; "
+                        "0.25 keeps most whole, and every answer comes that much later")
     p.add_argument("--model", metavar="VARIANT|PATH",
                    help=f"a variant of the shipped spoken-digit model ({', '.join(VARIANTS)})"
                         " or a .tflite path (default: the shipped int8 model)")
@@ -627,7 +644,7 @@ def run(args) -> int:
         print(f"tinydigits: listening to {source.description}; Ctrl-C stops",
               file=sys.stderr, flush=True)
         for detection, latency in detections(source, classifier, args.threshold,
-                                             strings=strings):
+                                             strings=strings, pause=args.pause):
             if detection.accepted:
                 _print(detection, latency, args.json)
             elif args.show_rejected:
