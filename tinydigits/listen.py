@@ -501,24 +501,23 @@ def list_devices(out=sys.stdout) -> int:
 # ------------------------------------------------------------------------- command line
 
 
-def _threshold(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value:g} is outside 0-1")
-    return value
+def _number_in(low, high, unit=""):
+    """An argparse type: a number from `low` to `high`, or a one-line error saying so."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value:g}{unit} is outside {low:g}-{high:g}{unit}")
+        return value
+
+    return parse
 
 
-def _pause(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.1 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value:g} s is outside 0.1-1 s")
-    return value
+_threshold = _number_in(0.0, 1.0)
+_pause = _number_in(0.1, 1.0, " s")
 
 
 def add_parser(commands):
