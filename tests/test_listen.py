@@ -263,7 +263,7 @@ class FakeSounddevice(types.ModuleType):
 def test_each_microphone_failure_is_one_line_and_exit_1(monkeypatch, capsys, devices,
                                                         accepts, device, message):
     monkeypatch.setitem(sys.modules, "sounddevice", FakeSounddevice(devices, accepts))
-    monkeypatch.setattr(listen, "_load_models", lambda choice: (object(), None))
+    monkeypatch.setattr(listen, "load_models", lambda choice: (object(), None))
     args = argparse.Namespace(list_devices=False, realtime=False, input=None, model=None,
                               device=device, threshold=0.5, json=False, show_rejected=False)
     assert listen.run(args) == 1

@@ -570,7 +570,7 @@ def _load(path):
     return model
 
 
-def _load_models(choice):
+def load_models(choice):
     """(isolated-word classifier, digit-string model or None). A variant name picks that
     variant of both shipped models; a path to either kind of model uses it alone."""
     model = _load(model_path("audio", choice))
@@ -628,7 +628,7 @@ def run(args) -> int:
         _error("--realtime only applies to --input FILE")
         return 2
     try:
-        classifier, strings = _load_models(args.model)
+        classifier, strings = load_models(args.model)
     except RuntimeUnavailable as e:
         _error(e)
         return 2
