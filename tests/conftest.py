@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "tinydigits" / "models"
+
+# Tests send Ctrl-C (SIGINT) to the programs they start. A shell runs a background job with
+# SIGINT ignored, and children inherit that: the programs would never see the signal and the
+# tests would fail for the wrong reason. A Python handler is reset to the default on exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_cli(*args, env=None, timeout=120):
