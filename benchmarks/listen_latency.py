@@ -216,6 +216,7 @@ def measure_pauses(fsdd, workdir, pauses=(0.15, 0.2, 0.25, 0.3)):
                for seed in (11, 12)]
     classifier, strings = listen.load_models(None)
     said = "".join(d for stream in streams for d in stream.digits)
+    total = sum(len(stream.digits) for stream in streams)
     lines = ["| --pause | lines | strings on one line | digits right |", "|---|---|---|---|"]
     for pause in pauses:
         printed, whole = [], 0
@@ -226,7 +227,7 @@ def measure_pauses(fsdd, workdir, pauses=(0.15, 0.2, 0.25, 0.3)):
             printed += got
             whole += sum((Counter(stream.digits) & Counter(got)).values())  # repeats count
         counts = align(said, "".join(printed))
-        lines.append(f"| {pause:g} | {len(printed)} | {whole} of 60 "
+        lines.append(f"| {pause:g} | {len(printed)} | {whole} of {total} "
                      f"| {counts['correct'] / len(said):.1%} |")
     return lines
 
