@@ -32,7 +32,7 @@ from audio_fixtures import (
 )
 from conftest import MODELS, REPO
 
-from tinydigits import listen
+from tinydigits import cli, listen
 
 MODEL = MODELS / "spoken_digits.int8.tflite"  # the default: what a user gets
 LINE = re.compile(r"^([0-9])  ([01]\.[0-9]{2})  ([0-9]+\.[0-9]{2}) s$")  # "7  0.98  12.34 s"
@@ -264,8 +264,8 @@ def test_each_microphone_failure_is_one_line_and_exit_1(monkeypatch, capsys, dev
                                                         accepts, device, message):
     monkeypatch.setitem(sys.modules, "sounddevice", FakeSounddevice(devices, accepts))
     monkeypatch.setattr(listen, "load_models", lambda choice: (object(), None))
-    args = argparse.Namespace(list_devices=False, realtime=False, input=None, model=None,
-                              device=device, threshold=0.5, json=False, show_rejected=False)
+    args = cli.build_parser().parse_args(["listen", "--threshold", "0.5"]
+                                         + (["--device", device] if device else []))
     assert listen.run(args) == 1
     out, err = capsys.readouterr()
     assert out == "" and err == f"tinydigits: error: {message}\n"
