@@ -102,6 +102,23 @@ def test_fsdd_extracts_atomically_and_splits(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_two_first_runs_at_once_both_get_the_recordings(tmp_path, monkeypatch):
+    """Two trainings started together on an empty cache both extract FSDD; the one that
+    finishes second finds the folder already there and must use it, not crash."""
+    (tmp_path / datasets.FSDD_ARCHIVE).symlink_to(datasets.data_dir() / datasets.FSDD_ARCHIVE)
+    real_extract = datasets.safe_extract
+
+    def other_run_finishes_first(archive, staging):
+        real_extract(archive, staging)
+        monkeypatch.setattr(datasets, "safe_extract", real_extract)
+        datasets.fsdd_recordings_dir(tmp_path)  # the run beside us, start to end
+
+    monkeypatch.setattr(datasets, "safe_extract", other_run_finishes_first)
+    recordings = datasets.fsdd_recordings_dir(tmp_path)
+    assert len(list(recordings.glob("*.wav"))) == 3000
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_fsdd_archive_with_missing_recordings_is_refused(tmp_path):
     wav = (datasets.fsdd_recordings_dir() / "0_george_0.wav").read_bytes()
     make_tar(tmp_path / datasets.FSDD_ARCHIVE,

@@ -182,7 +182,11 @@ def fsdd_recordings_dir(path=None) -> Path:
                 f"{archive}: no {FSDD_DIR}/recordings/ inside; {_fix_hint(archive)}"
             )
         _check_fsdd_files(extracted / "recordings", archive)
-        os.replace(extracted, root / FSDD_DIR)  # the folder appears whole or not at all
+        try:
+            os.replace(extracted, root / FSDD_DIR)  # the folder appears whole or not at all
+        except OSError:
+            if not recordings.is_dir():  # not a run beside this one that got there first
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return recordings
