@@ -33,9 +33,11 @@ def plot_history(history: dict, path, title=""):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            if key in history:
-                epochs = np.arange(1, len(history[key]) + 1)
-                ax.plot(epochs, history[key], style, marker="o", ms=3, label=key)
+            if key in history:  # a NaN is an epoch not measured: the line joins the others
+                values = np.asarray(history[key], dtype=float)
+                epochs = np.arange(1, len(values) + 1)
+                measured = np.isfinite(values)
+                ax.plot(epochs[measured], values[measured], style, marker="o", ms=3, label=key)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
