@@ -127,3 +127,11 @@ def test_fsdd_archive_with_missing_recordings_is_refused(tmp_path):
     with pytest.raises(DatasetError, match="3 recordings.*expected 3000"):
         datasets.load_fsdd(tmp_path)
     assert not (tmp_path / datasets.FSDD_DIR).exists()  # nothing half-extracted is left
+
+
+def test_a_failed_download_is_one_line_with_the_offline_fix(tmp_path):
+    # A real fetch from a port where nothing listens: refused at once, no network needed.
+    dest = tmp_path / "mnist.npz"
+    with pytest.raises(DatasetError, match=r"mnist\.npz: could not download .*data/README"):
+        datasets._download("http://127.0.0.1:9/mnist.npz", dest)
+    assert list(tmp_path.iterdir()) == []  # no partial file for a later run to trust

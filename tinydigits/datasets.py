@@ -55,9 +55,15 @@ def _download(url: str, dest: Path) -> None:
 
     partial = dest.with_name(dest.name + ".part")
     partial.unlink(missing_ok=True)
-    keras.utils.get_file(
-        fname=partial.name, origin=url, cache_dir=str(dest.parent), cache_subdir="."
-    )
+    try:
+        keras.utils.get_file(
+            fname=partial.name, origin=url, cache_dir=str(dest.parent), cache_subdir="."
+        )
+    except Exception as e:  # no network, a proxy, a 404: one line, and the offline way
+        partial.unlink(missing_ok=True)
+        reason = str(getattr(e, "reason", None) or e).split(" -- ")[-1]
+        raise DatasetError(f"{dest}: could not download {url} ({reason}); offline, copy the "
+                           f"file there (see data/README.md)") from None
     os.replace(partial, dest)
 
 
