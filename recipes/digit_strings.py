@@ -56,7 +56,7 @@ CURRICULUM = 2  # longest string in epoch e (from 0): 2 + e digits, up to 10; sh
 STRINGS_PER_EPOCH = 1500
 BATCH_SIZE = 32
 LEARNING_RATE = 2e-3  # peak; cosine decay to 0
-FLITE_PROBABILITY = 0.25  # strings said in one breath by flite's voices (not espeak-ng's)
+FLITE_PROBABILITY = 0.25  # strings said in one breath by flite's voices
 BUCKET_SECONDS = 2.0  # a batch is padded to a multiple of this: 5 shapes, 5 traces
 CLASSES = 11  # CTC blank (0) and digits 0-9 (1-10)
 FRAME_STEP = 4  # two poolings by 2: one output frame per 4 log-mel frames (40 ms)
@@ -85,7 +85,7 @@ assert frame_seconds == ctc.FRAME_SECONDS
 try:
     fsdd = load_fsdd(args.data_dir)
     flite = FliteStrings.load(args.data_dir)  # rendered on the first run (~9 min)
-except DatasetError as e:  # a corrupt cache: say which file and how to fix it, no traceback
+except DatasetError as e:  # a corrupt cache, no network, no flite: what to fix, no traceback
     sys.exit(f"error: {e}")
 
 

@@ -58,3 +58,10 @@ def test_build_gives_a_levelled_string_no_longer_than_asked():
         x, digits = bank.build(rng, count)
         assert digits == expected
         assert x.dtype == np.float32 and np.abs(x).max() <= 1.0
+
+
+def test_no_flite_is_one_line_saying_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without flite
+    with pytest.raises(DatasetError, match="apt install flite"):
+        FliteStrings.load(tmp_path)
+    assert list(tmp_path.iterdir()) == []

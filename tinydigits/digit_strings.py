@@ -13,7 +13,7 @@ string re-recorded (room, microphone, noise, level) and its level set by the dev
 Training uses FSDD's training recordings (5-49); `evaluation_strings` builds strings from
 its test recordings (0-4) with a fixed seed, so every run scores the same strings.
 The string recipe adds strings said in one breath by flite's voices (`flite_strings`); the
-synthetic voices of the benchmarks (espeak-ng) never enter training.
+benchmarks' synthetic voices never enter training.
 """
 
 import numpy as np

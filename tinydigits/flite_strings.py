@@ -7,15 +7,14 @@ three men and a woman) at several speeds, sometimes with a comma's pause. They a
 rendered once into the dataset cache (`flite-strings-v1.npz`, int16 at 8 kHz, written
 atomically, read without pickle), then varied and re-recorded every epoch like FSDD's.
 
-    bank = FliteStrings.load()                  # renders on first use: ~5 min
+    bank = FliteStrings.load()                  # renders on first use: ~9 min
     audio, digits = bank.build(rng, count=4)    # float32 (samples,), "4186"
 
-Not espeak-ng: its voices are the benchmarks' and never enter training.
+The benchmarks' synthetic voices are another synthesiser's and never enter training.
 """
 
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from tinydigits.datasets import data_dir
 from tinydigits.errors import DatasetError
 from tinydigits.files import atomic_path
 
-RATE = 8000
+RATE = digit_strings.RATE
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 VOICES = ("kal16", "awb", "rms", "slt")
 PER_VOICE = 400  # strings per voice: 40 of each length 1-10
@@ -42,8 +41,8 @@ FILE = "flite-strings-v1.npz"
 def flite():
     path = shutil.which("flite")
     if path is None:
-        sys.exit("error: flite is not installed (Debian: apt install flite); the string "
-                 "recipe trains on its voices")
+        raise DatasetError("flite is not installed (Debian: apt install flite); the string "
+                           "recipe renders its training strings with it once")
     return path
 
 
