@@ -109,7 +109,7 @@ def device(x, run):
     """What `classify` answers with this string model beside the shipped isolated one: the
     isolated model for under two digits, else each digit judged again (ctc.rescore)."""
     logits = run(x)
-    if len(ctc.greedy_decode(logits).digits) < MIN_STRING_DIGITS:
+    if ctc.words(logits) < MIN_STRING_DIGITS:
         try:
             label = shipped_isolated.predict(prepare_clip(x, 8000))[0]
         except InputError:

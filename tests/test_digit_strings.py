@@ -150,15 +150,67 @@ def test_rescoring_combines_both_models_on_each_digits_stretch():
     assert ctc.rescore(np.tile(np.eye(11)[0], (5, 1)), x, judge).digits == ""
 
 
-def test_rescored_fsdd_strings_still_decode_exactly(strings):
-    """The device's path: the shipped int8 string model, each digit judged again by the
-    shipped isolated-word model (int8) on its stretch."""
+def test_two_runs_close_together_one_unsure_are_one_word():
+    def logits(peaks):  # [(frame, class, logit)] over blanks
+        z = np.full((20, 11), -5.0)
+        z[:, 0] = 5.0
+        for frame, label, logit in peaks:
+            z[frame, 0], z[frame, label] = 0.0, logit
+        return z
+
+    x = np.zeros(20 * 320, np.float32)
+    seven_one = logits([(4, 1 + 7, 8.0), (4 + ctc.MERGE_FRAMES, 1 + 1, 0.5)])  # 1 at p ~ 0.6
+    assert ctc.greedy_decode(seven_one).digits == "71"
+    assert ctc.words(seven_one) == 1
+    heard = []
+    merged = ctc.rescore(seven_one, x, lambda stretch: heard.append(len(stretch)))
+    assert merged.digits == "7" and heard == [len(x)]  # judged on the whole input
+    sure = logits([(4, 1 + 7, 8.0), (4 + ctc.MERGE_FRAMES, 1 + 1, 8.0)])
+    assert ctc.words(sure) == 2 and ctc.rescore(sure, x, lambda s: None).digits == "71"
+    apart = logits([(4, 1 + 7, 8.0), (5 + ctc.MERGE_FRAMES, 1 + 1, 0.5)])
+    assert ctc.words(apart) == 2 and ctc.rescore(apart, x, lambda s: None).digits == "71"
+    three = logits([(2, 1 + 4, 8.0), (9, 1 + 7, 8.0), (11, 1 + 1, 0.5)])
+    assert ctc.words(three) == 2 and ctc.rescore(three, x, lambda s: None).digits == "47"
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng (apt)")
+def test_lone_words_of_new_voices_are_heard_as_one(tmp_path, fsdd):
+    """espeak-ng's lone words (6 voices x 2 rates x 10; never trained on): voices unlike
+    FSDD's split "seven" or "zero" into two digits less often once close runs merge, and no
+    FSDD test word splits."""
+    from tinydigits.audio import read_wav, resample
+    from tinydigits.runtime import Classifier, models_dir
+
+    words = "zero one two three four five six seven eight nine".split()
+    string_model = Classifier(models_dir() / "digit_strings.int8.tflite")
+    greedy = merged = 0
+    for voice in ("en-us", "en-us+f3", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029"):
+        for rate in (140, 180):
+            for word in words:
+                wav = tmp_path / "w.wav"
+                subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(wav), word],
+                               check=True)
+                logits = string_model.scores(digit_strings.set_level(resample(*read_wav(wav))))
+                greedy += len(ctc.greedy_decode(logits).digits) >= 2
+                merged += ctc.words(logits) >= 2
+    assert merged < greedy and merged <= 5, (greedy, merged)  # measured: 6 -> 4 of 120
+    _, test = fsdd.official_split()
+    counts = [ctc.words(string_model.scores(digit_strings.set_level(fsdd.audio[i])))
+              for i in test[::3]]
+    assert counts.count(1) == len(counts), counts
+
+
+def test_rescored_fsdd_strings_still_decode_exactly(fsdd):
+    """The device's path on the 300 strings the exporter verifies with: the shipped int8
+    string model, close runs of one word merged, each digit judged again by the shipped
+    isolated-word model (int8) on its stretch."""
     from tinydigits.listen import isolated_judge
     from tinydigits.runtime import Classifier, model_path, models_dir
 
     string_model = Classifier(models_dir() / "digit_strings.int8.tflite")
     judge = isolated_judge(Classifier(model_path("audio")))
-    audio, digits = strings
+    _, test = fsdd.official_split()
+    audio, digits = digit_strings.evaluation_strings(fsdd, test)
     greedy, rescored = [], []
     for x in audio:
         logits = string_model.scores(x)
@@ -166,7 +218,9 @@ def test_rescored_fsdd_strings_still_decode_exactly(strings):
         rescored.append(ctc.rescore(logits, x, judge).digits)
     exact = [digit_strings.score(digits, got)["exact"] for got in (greedy, rescored)]
     assert exact[1] >= MIN_EXACT_TFLITE, list(zip(digits, rescored))
-    assert exact[1] >= exact[0]  # measured: 57 (greedy) and 58 of 60
+    # Measured: 297 (greedy) and 298 of 300. Merging close runs costs a "two three" said
+    # with the words overlapping (peaks 0.1 s apart), and mends more than that.
+    assert exact[1] >= exact[0]
 
 
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng (apt)")

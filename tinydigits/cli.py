@@ -153,7 +153,7 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
     logits = strings.scores(string)
     decoded = ctc.greedy_decode(logits, offset_seconds=offset)
     if classifier is not None:
-        if len(decoded.digits) < MIN_STRING_DIGITS:
+        if ctc.words(logits) < MIN_STRING_DIGITS:
             return read_audio_clip(clip, classifier)
         decoded = ctc.rescore(logits, string, listen.isolated_judge(classifier),
                               offset_seconds=offset)

@@ -250,7 +250,7 @@ def recognise(utterance: Utterance, classifier, threshold: float, strings=None) 
         head = utterance.start - PRE_ROLL_SECONDS  # where utterance.audio begins
         logits = strings.scores(x)
         decoded = ctc.greedy_decode(logits, offset_seconds=max(0.0, head) + offset)
-        if len(decoded.digits) >= 2 or long or classifier is None:
+        if ctc.words(logits) >= 2 or long or classifier is None:
             if classifier is not None:
                 decoded = ctc.rescore(logits, x, isolated_judge(classifier), RATE,
                                       offset_seconds=max(0.0, head) + offset)
