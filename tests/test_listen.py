@@ -411,3 +411,37 @@ def test_a_longer_pause_keeps_a_number_with_a_short_break_on_one_line(fsdd, tmp_
     assert lines == {"0.15": ["4", "7"], "0.5": ["47"]}
     out = run_listen("--input", path, "--pause", "5")
     assert out.returncode == 2 and "outside 0.1-1 s" in out.stderr
+
+
+def test_a_string_is_printed_whole_when_most_of_its_digits_are_sure(fsdd, tmp_path):
+    """A number's line is kept or dropped on its median digit confidence, not its least sure
+    digit: dropping a whole 7-digit PIN for one doubtful digit turned 7 digits into misses
+    (espeak-ng's strings, README). Re-recorded strings of FSDD test words; the threshold is
+    set between one line's lowest and median confidence."""
+    import soundfile
+
+    from tinydigits.digit_strings import evaluation_strings
+
+    _, test = fsdd.official_split()
+    audio, _ = evaluation_strings(fsdd, test, n=20, seed=2, lengths=[4, 5, 6, 7, 8],
+                                  rerecorded=True)
+    quiet = np.zeros(8000, np.float32)
+    stream = np.concatenate([part for x in audio for part in (quiet, x)] + [quiet])
+    path = tmp_path / "strings.wav"
+    soundfile.write(path, stream, 8000, subtype="PCM_16")
+
+    def lines(threshold):
+        out = run_listen("--input", path, "--json", "--threshold", str(threshold))
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    every = [line for line in lines(0) if len(line["digits"]) >= 2]
+    doubtful = [line for line in every
+                if min(line["confidences"]) < np.median(line["confidences"]) - 0.05]
+    assert doubtful, "no string with a doubtful digit: the test shows nothing"
+    line = doubtful[0]
+    threshold = round((min(line["confidences"]) + np.median(line["confidences"])) / 2, 3)
+    kept = {(x["start"], x["digits"]) for x in lines(threshold) if len(x["digits"]) >= 2}
+    assert (line["start"], line["digits"]) in kept
+    assert kept == {(x["start"], x["digits"]) for x in every
+                    if np.median(x["confidences"]) >= threshold}

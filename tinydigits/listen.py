@@ -238,7 +238,10 @@ def recognise(utterance: Utterance, classifier, threshold: float, strings=None) 
     With the digit-string model (`strings`), an utterance in which it hears two digits or
     more is that string; one longer than any single word (MAX_SPEECH_SECONDS) is the
     string model's alone; the isolated-word model answers the rest, as without it. In a
-    string, the isolated-word model judges each digit again on its stretch (`ctc.rescore`).
+    string, the isolated-word model judges each digit again on its stretch (`ctc.rescore`),
+    and the string is kept or dropped whole on its median digit confidence: one doubtful
+    digit of a PIN said by a new voice is worth printing (it is shown in its confidence),
+    and dropping the line turned every digit of it into a miss.
     """
     span = dict(start=utterance.start, end=utterance.end)
     long = utterance.end - utterance.start > MAX_SPEECH_SECONDS
@@ -257,9 +260,9 @@ def recognise(utterance: Utterance, classifier, threshold: float, strings=None) 
             if not decoded.digits:
                 return Detection("", 0.0, accepted=False, reason="no digits heard", **span)
             detail = dict(confidences=decoded.confidences, times=decoded.times, **span)
-            if decoded.confidence < threshold:
+            if np.median(decoded.confidences) < threshold:
                 return Detection(decoded.digits, decoded.confidence, accepted=False,
-                                 reason=f"confidence under {threshold:g}", **detail)
+                                 reason=f"median confidence under {threshold:g}", **detail)
             return Detection(decoded.digits, decoded.confidence, accepted=True, **detail)
     try:
         x = audio.prepare_clip(utterance.audio, RATE)
@@ -537,6 +540,7 @@ def add_parser(commands):
                    help="list the input devices with their number and default rate, and exit")
     p.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD, metavar="P",
                    help="print a digit only if the model gives it at least this probability "
+                        "(a number: the median of its digits') "
                         f"(0-1, default {DEFAULT_THRESHOLD}): raise it if noises print "
                         "digits, lower it if quiet words are missed")
     p.add_argument("--pause", type=_pause, default=HANGOVER_SECONDS, metavar="SECONDS",
