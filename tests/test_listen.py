@@ -416,8 +416,8 @@ def test_a_longer_pause_keeps_a_number_with_a_short_break_on_one_line(fsdd, tmp_
 def test_a_string_is_printed_whole_when_most_of_its_digits_are_sure(fsdd, tmp_path):
     """A number's line is kept or dropped on its median digit confidence, not its least sure
     digit: dropping a whole 7-digit PIN for one doubtful digit turned 7 digits into misses
-    (espeak-ng's strings, README). Re-recorded strings of FSDD test words; the threshold is
-    set between one line's lowest and median confidence."""
+    (espeak-ng's strings, docs/digit_strings.md). Re-recorded strings of FSDD test words;
+    the threshold is set between one line's lowest and median confidence."""
     import soundfile
 
     from tinydigits.digit_strings import evaluation_strings

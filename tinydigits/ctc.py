@@ -6,7 +6,9 @@ The string model (recipes/digit_strings.py) outputs logits of shape (frames, 11)
 input: class 0 is the CTC blank and class d + 1 is digit d, one frame per FRAME_SECONDS
 of audio. Greedy decoding takes the best class of every frame, merges repeats and drops
 blanks (as keras-io's OCR and ASR examples decode): "4 4 _ 1 _ _ 8 8 6" -> "4186".
-`rescore` lets a second model (the isolated-word one) judge each decoded digit again.
+`rescore` lets a second model (the isolated-word one) judge each decoded digit again;
+it and `words` (the count that picks which model answers) take two runs that are one
+word, split by a voice unlike FSDD's, as one digit.
 """
 
 from dataclasses import dataclass
@@ -17,8 +19,8 @@ BLANK = 0  # CTC blank; class d + 1 is digit d
 FRAME_SECONDS = 0.04  # 10 ms hop x 4 (two poolings by 2): 25 frames per second
 # One word heard as two digits: voices unlike FSDD's split "seven" into 7 + 1 and "zero"
 # into 8 + 0. Two peaks this close, one of them unsure, are one word. Chosen on lone words
-# and 2-digit strings of five espeak-ng voices and FSDD's test words (README): it undoes
-# 16 of 34 such splits and merges 3 of 491 real pairs (1 of them read right before).
+# and 2-digit strings of five espeak-ng voices and FSDD's test words (docs/digit_strings.md):
+# it undoes 16 of 34 such splits and merges 3 of 491 real pairs (1 read right before).
 MERGE_FRAMES = 4  # 0.16 s between the peaks: faster than two words are said
 MERGE_BELOW = 0.9  # the less sure of the two peaks' probabilities
 
