@@ -9,14 +9,14 @@ in some gaps, the whole string re-recorded), and a quarter of them are strings s
 breath by flite's voices (tinydigits/flite_strings.py; needs `apt install flite`, rendered
 once into the dataset cache); test strings from FSDD's test words.
 
-    python recipes/digit_strings.py              # 67 min of training on this 2-core VM
+    python recipes/digit_strings.py              # ~31 min of training on 2 cores
     python recipes/digit_strings.py --epochs 1   # a smoke run
     python recipes/digit_strings.py --split loso # leave-one-speaker-out: 6 trainings
     python recipes/digit_strings.py --split loso --speakers george nicolas  # some of them
 
-The shipped model (99.0% exact test strings) trained in 67.4 min alone on this session's
-2-core VM, slower than the one where the recipe without flite took 22.1 min (not re-timed
-side by side here).
+The shipped model (99.0% exact test strings) trained in 67.4 min alone on a slow 2-core
+VM; one leave-one-speaker-out fold of the same recipe (the same training) took 31.8 min alone
+on the 2-core machine of 2026-12-06.
 
 Writes tinydigits/models/digit_strings.keras, its metrics JSON and PNG plots (training
 curves; test strings' spectrograms with the frame-wise scores and the decoded string).
