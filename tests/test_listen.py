@@ -445,3 +445,16 @@ def test_a_string_is_printed_whole_when_most_of_its_digits_are_sure(fsdd, tmp_pa
     assert (line["start"], line["digits"]) in kept
     assert kept == {(x["start"], x["digits"]) for x in every
                     if np.median(x["confidences"]) >= threshold}
+
+
+def test_a_stream_that_starts_with_a_word_hears_it(fsdd, tmp_path):
+    """A file whose first word starts at once (no lead-in: a recording started by the
+    speaker): the floor first learns that word's level, and the word used to be lost. The
+    opening is heard again once the floor comes down."""
+    stream = build_digit_stream(tmp_path / "starts.wav", fsdd, count=10, seed=4, lead=0.0,
+                                gaps=(0.8, 1.5), rate=16000, channels=1)
+    out = run_listen("--input", stream.path, "--json")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines and lines[0]["start"] < stream.spans[0][1], (lines[:1], stream.spans[0])
+    assert "".join(line["digits"] for line in lines) == "".join(stream.digits)

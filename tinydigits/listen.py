@@ -136,6 +136,13 @@ class Segmenter:
         self._hop_index = 0  # index of the next hop
         self._floor = 0.0  # the floor the current word started on
         self._first = self._last = 0  # first and last loud hop of the current word
+        # The opening: every (hop, level) since the stream began, until a word is heard or
+        # the longest word has gone by. A stream that starts mid-word (a file whose first
+        # word starts at once) teaches the floor that word's level; once quieter frames
+        # bring the floor down, the opening is heard again against it (`_replay_opening`).
+        self._opening = []
+        self._opening_peak = -np.inf
+        self._opening_hops = self.max_hops + self.pre_roll
 
     @property
     def noise_floor_db(self) -> float:
@@ -161,23 +168,33 @@ class Segmenter:
             j = self._hop_index
             self._hop_index += 1
             last_power, self._last_power = self._last_power, float(power)
-            level = None  # the frame of hops j-1 and j, in dB; None while warming up
-            if j > self.warmup and last_power is not None:
-                level = 10.0 * np.log10((last_power + power) / 2 + 1e-20)
-            done += self._step(j, hop, level, learn=True)
+            measured = None  # the frame of hops j-1 and j, in dB
+            if last_power is not None:
+                measured = 10.0 * np.log10((last_power + power) / 2 + 1e-20)
+            level = measured if j > self.warmup else None  # None while warming up
+            done += self._step(j, hop, level, learn=True, opening_level=measured)
         return done
 
     def flush(self) -> list[Utterance]:
         """End of stream: a word still being heard ends here."""
         return self._finish() if self._word is not None else []
 
-    def _step(self, j, hop, level, learn) -> list[Utterance]:
+    def _step(self, j, hop, level, learn, opening_level=None) -> list[Utterance]:
         (self._recent if self._word is None else self._word).append((hop, level))
+        if self._opening is not None:  # warm-up frames count here: a word may end in them
+            self._opening.append((hop, opening_level))
+            if self._word is not None or len(self._opening) > self._opening_hops:
+                self._opening = None  # a word was heard, or the opening is over
+            elif opening_level is not None:
+                self._opening_peak = max(self._opening_peak, opening_level)
         if level is None:
             return []
         floor = self.noise_floor_db
         if learn:
             self._levels.append(level)
+        if self._opening is not None and learn and \
+                self._opening_peak > max(floor + START_DB, MIN_LEVEL_DBFS):
+            return self._replay_opening(j)
         if self._word is None:
             if level > max(floor + START_DB, MIN_LEVEL_DBFS):  # False while floor is nan
                 self._word, self._floor = list(self._recent), floor
@@ -202,6 +219,16 @@ class Segmenter:
                             if level is not None)
         done = []
         for k, (hop, level) in enumerate(word, start=j - len(word) + 1):
+            done += self._step(k, hop, level, learn=False)
+        return done
+
+    def _replay_opening(self, j) -> list[Utterance]:
+        """The opening heard again against today's floor, as `_too_long` hears a long
+        sound, its warm-up frames included: a word the stream began with is found."""
+        opening, self._opening = self._opening, None
+        self._recent.clear()
+        done = []
+        for k, (hop, level) in enumerate(opening, start=j - len(opening) + 1):
             done += self._step(k, hop, level, learn=False)
         return done
 
