@@ -184,3 +184,21 @@ def test_a_lone_digit_keeps_its_json_shape():
     (record,) = [json.loads(line) for line in out.stdout.splitlines()]
     assert record["digit"] == record["digits"] == "7"
     assert record["kind"] == "image" and len(record["boxes"]) == 1
+
+
+def test_a_recording_longer_than_a_string_is_read_as_listen_hears_it(fsdd, tmp_path):
+    """A number said with pauses makes a file longer than the string model's 10 s: classify
+    reads it in blocks, cut at the pauses as `listen --input` does, and prints its digits in
+    order (ten FSDD test words 1-2 s apart, starting at once, about 20 s)."""
+    import json
+
+    from audio_fixtures import build_digit_stream
+
+    stream = build_digit_stream(tmp_path / "slow_phone_number.wav", fsdd, count=10, seed=2,
+                                lead=0.0, gaps=(1.0, 2.0), rate=16000, channels=1)
+    assert stream.seconds > 10
+    out = run_cli("classify", "--json", stream.path)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["digits"] == "".join(stream.digits)
+    assert len(answer["confidences"]) == len(answer["times"]) == 10

@@ -134,6 +134,8 @@ def read_image(path: Path, classifier) -> dict:
 
 
 MIN_STRING_DIGITS = 2  # the string model answers when it hears this many digits or more
+MAX_RECORDING_SECONDS = 120.0  # a file longer than one string (10 s: a number said with
+# pauses, a few numbers read out) is heard as `listen --input` hears it, up to this long
 
 
 def read_audio(path: Path, classifier, strings=None) -> dict:
@@ -141,14 +143,18 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
 
     The isolated-word model answers a lone digit (or `none`, for a sound that is no digit);
     the string model, when shipped, answers when it hears two digits or more, and the
-    isolated-word model judges each of them again on its own stretch (`ctc.rescore`).
+    isolated-word model judges each of them again on its own stretch (`ctc.rescore`). A
+    recording longer than one string (MAX_SECONDS) is read as `listen --input` hears it.
     """
-    from tinydigits.audio import prepare_wav, prepare_wav_string
+    from tinydigits.audio import MAX_SECONDS, audio_info, prepare_wav, prepare_wav_string
 
     if classifier.output == "ctc":  # --model PATH of a string model: it alone answers
         strings, classifier = classifier, None
     if strings is None:
         return read_audio_clip(prepare_wav(path), classifier)
+    rate, _, frames = audio_info(path)
+    if frames / rate > MAX_SECONDS:
+        return read_recording(path, classifier, strings, frames / rate)
     clip, (string, offset) = prepare_wav_string(path)
     logits = strings.scores(string)
     decoded = ctc.greedy_decode(logits, offset_seconds=offset)
@@ -160,6 +166,25 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
     found = decoded.as_dict()
     return {"digits": decoded.digits, "label": decoded.digits or NOT_A_DIGIT,
             "confidences": found["confidences"] or [0.0], "times": found["times"]}
+
+
+def read_recording(path: Path, classifier, strings, seconds: float) -> dict:
+    """A recording longer than one string, read in blocks and cut at pauses exactly as
+    `listen --input` does (its threshold included): the digits of every line, in order."""
+    if seconds > MAX_RECORDING_SECONDS:
+        raise InputError(path, f"too long: {seconds:.1f} s; classify takes recordings up to "
+                               f"{MAX_RECORDING_SECONDS:g} s (use `tinydigits listen --input "
+                               "FILE` for streams)")
+    heard = [d for d, _ in listen.detections(listen.FileSource(path), classifier,
+                                             listen.DEFAULT_THRESHOLD, strings=strings)
+             if d.accepted]
+    if not heard:
+        raise InputError(path, "no digits heard")
+    digits = "".join(d.digit for d in heard)
+    return {"digits": digits, "label": digits,
+            "confidences": [round(c, 4) for d in heard for c in d.confidences or [d.confidence]],
+            "times": [[round(a, 3), round(b, 3)] for d in heard
+                      for a, b in d.times or [(d.start, d.end)]]}
 
 
 def read_audio_clip(clip, classifier) -> dict:
