@@ -567,8 +567,8 @@ def add_parser(commands):
                    help="list the input devices with their number and default rate, and exit")
     p.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD, metavar="P",
                    help="print a digit only if the model gives it at least this probability "
-                        "(a number: the median of its digits') "
-                        f"(0-1, default {DEFAULT_THRESHOLD}): raise it if noises print "
+                        "(a number: the median of its digits' probabilities; "
+                        f"0-1, default {DEFAULT_THRESHOLD}): raise it if noises print "
                         "digits, lower it if quiet words are missed")
     p.add_argument("--pause", type=_pause, default=HANGOVER_SECONDS, metavar="SECONDS",
                    help=f"quiet that ends a line (0.1-1, default {HANGOVER_SECONDS:g}): a "
