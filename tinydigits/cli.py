@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print one line per file: file, digits, confidence (of the least sure "
                     "digit). Images (PNG, JPEG, ...) of any size and polarity hold a "
                     "handwritten digit or a number written in a row, read with the MNIST "
-                    "model; WAV/FLAC/OGG files hold a spoken digit.")
+                    "model; WAV/FLAC/OGG files hold a spoken digit or a number said in "
+                    "one breath or with pauses (up to 120 s).")
     p.add_argument("files", nargs="+", metavar="FILE", help="images and/or WAV files")
     p.add_argument("--model", metavar="VARIANT|PATH",
                    help=f"a variant of the shipped models ({', '.join(VARIANTS)}) or a "
