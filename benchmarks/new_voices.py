@@ -1,7 +1,7 @@
 """Voices the models never heard, end to end through the command line: espeak-ng's.
 
     apt install espeak-ng
-    OPENBLAS_NUM_THREADS=1 python benchmarks/new_voices.py                 # ~40 s
+    OPENBLAS_NUM_THREADS=1 python benchmarks/new_voices.py                 # ~30 s
     python benchmarks/new_voices.py --voices en-us-nyc en-gb+f4   # other voices: for choices
 
 The three measures a user's number lives by, with espeak-ng's synthetic voices standing in

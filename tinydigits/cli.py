@@ -157,10 +157,11 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
         return read_recording(path, classifier, strings, frames / rate)
     clip, (string, offset) = prepare_wav_string(path)
     logits = strings.scores(string)
-    decoded = ctc.greedy_decode(logits, offset_seconds=offset)
-    if classifier is not None:
-        if ctc.words(logits) < MIN_STRING_DIGITS:
-            return read_audio_clip(clip, classifier)
+    if classifier is None:
+        decoded = ctc.greedy_decode(logits, offset_seconds=offset)
+    elif ctc.words(logits) < MIN_STRING_DIGITS:
+        return read_audio_clip(clip, classifier)
+    else:
         decoded = ctc.rescore(logits, string, listen.isolated_judge(classifier),
                               offset_seconds=offset)
     found = decoded.as_dict()

@@ -19,8 +19,9 @@ BLANK = 0  # CTC blank; class d + 1 is digit d
 FRAME_SECONDS = 0.04  # 10 ms hop x 4 (two poolings by 2): 25 frames per second
 # One word heard as two digits: voices unlike FSDD's split "seven" into 7 + 1 and "zero"
 # into 8 + 0. Two peaks this close, one of them unsure, are one word. Chosen on lone words
-# and 2-digit strings of five espeak-ng voices and FSDD's test words (docs/digit_strings.md):
-# it undoes 16 of 34 such splits and merges 3 of 491 real pairs (1 read right before).
+# and 2-digit strings of the benchmarks' synthetic voices (evaluation only, never trained on)
+# and FSDD's test words (docs/digit_strings.md): it undoes 16 of 34 such splits and merges
+# 3 of 491 real pairs (1 read right before).
 MERGE_FRAMES = 4  # 0.16 s between the peaks: faster than two words are said
 MERGE_BELOW = 0.9  # the less sure of the two peaks' probabilities
 
