@@ -3,6 +3,10 @@
     OPENBLAS_NUM_THREADS=1 python benchmarks/digit_strings.py          # ~5 min on 2 cores
     python benchmarks/digit_strings.py --variants float32               # Keras and float32 only
     python benchmarks/digit_strings.py --voices en-us-nyc en-gb+f4      # other voices: for choices
+    python benchmarks/digit_strings.py --speaker nicolas \
+        --model runs/loso-nicolas/digit_strings.keras \
+        --isolated runs/loso-nicolas/spoken_digits.keras \
+        --judge runs/loso-nicolas/spoken_digits.int8.tflite  # a leave-one-speaker-out fold
 
 Converts tinydigits/models/digit_strings.keras to float32 and int8 `.tflite` (into a
 temporary directory: the exporter writes the shipped files) and runs every input at its own
@@ -11,11 +15,15 @@ device's `tinydigits.ctc.greedy_decode`. Measures:
 
 - FSDD test strings (official split, 300 strings of 1-10 test words, clean and re-recorded):
   exact-string accuracy and digit error rate (edit distance / reference digits).
-- Lone digits: the 300 FSDD test recordings as strings of length 1, in quiet and with
-  noise (white/pink/brown at 10 dB SNR), against the isolated model (spoken_digits.keras).
+  With `--speaker`, strings of that speaker's 500 recordings instead, for models trained
+  without them (`--split loso --keep-models` in both recipes, then `export/tflite.py`):
+  what the device makes of a real voice it never heard.
+- Lone digits: the 300 FSDD test recordings (or the speaker's 500) as strings of length 1,
+  in quiet and with noise (white/pink/brown at 10 dB SNR), against the isolated model
+  (spoken_digits.keras).
 - espeak-ng one-breath strings (6 voices x 3 rates x 6 strings of 3-8 digits, resampled to
   8 kHz): digits right (1 - digit error rate) and exact strings. Never trained on.
-- The device's answer ("device" column, with int8): the shipped isolated-word model for
+- The device's answer ("device" column, with int8): the isolated-word model (`--judge`) for
   under two digits heard, else each digit judged again by it on its stretch (`ctc.rescore`).
 - Size, and compute per second of audio (10 s inputs, median of 20 runs).
 Prints Markdown tables.
@@ -53,6 +61,12 @@ parser.add_argument("--model", type=Path, default=Path("tinydigits/models/digit_
                     help="the Keras string model")
 parser.add_argument("--isolated", type=Path, default=Path("tinydigits/models/spoken_digits.keras"),
                     help="the isolated-digit model to compare lone digits with")
+parser.add_argument("--judge", type=Path, default=model_path("audio"),
+                    help="the isolated-digit .tflite the device column answers with "
+                         "(default: the shipped int8)")
+parser.add_argument("--speaker",
+                    help="strings of this FSDD speaker's recordings, not the official test split "
+                         "(for models trained without them)")
 parser.add_argument("--variants", nargs="+", default=["float32", "int8"],
                     help=".tflite variants to convert and run (float32, int8, ...)")
 parser.add_argument("--voices", nargs="+", default=VOICES,
@@ -65,6 +79,12 @@ start = time.time()
 model = keras.saving.load_model(args.model, safe_mode=True)
 fsdd = load_fsdd(args.data_dir)
 train_idx, test_idx = fsdd.official_split()
+fsdd_set = "FSDD test"
+if args.speaker:
+    if args.speaker not in set(fsdd.speaker):
+        raise SystemExit(f"error: no FSDD speaker named {args.speaker}")
+    test_idx = np.flatnonzero(fsdd.speaker == args.speaker)
+    fsdd_set = f"FSDD {args.speaker} (left out)"
 
 
 class TFLite:
@@ -101,8 +121,8 @@ runners = {"keras": keras_runner}
 for variant in args.variants:
     runners[variant] = TFLite(convert(model, variant, calibration, keep_float=float_layers(model)))
 readers = {r: (lambda x, run=run: ctc.greedy_decode(run(x)).digits) for r, run in runners.items()}
-shipped_isolated = Classifier(model_path("audio"))  # the device's isolated-word model (int8)
-judge = isolated_judge(shipped_isolated)
+judge_model = Classifier(args.judge)  # the device's isolated-word model (int8)
+judge = isolated_judge(judge_model)
 
 
 def device(x, run):
@@ -111,7 +131,7 @@ def device(x, run):
     logits = run(x)
     if ctc.words(logits) < MIN_STRING_DIGITS:
         try:
-            label = shipped_isolated.predict(prepare_clip(x, 8000))[0]
+            label = judge_model.predict(prepare_clip(x, 8000))[0]
         except InputError:
             return ""
         return "" if label == NOT_A_DIGIT else label
@@ -123,8 +143,8 @@ if "int8" in runners:
 
 # ------------------------------------------------------------------------ inputs
 sets = {}
-sets["FSDD test strings, clean"] = digit_strings.evaluation_strings(fsdd, test_idx)
-sets["FSDD test strings, re-recorded"] = digit_strings.evaluation_strings(
+sets[f"{fsdd_set} strings, clean"] = digit_strings.evaluation_strings(fsdd, test_idx)
+sets[f"{fsdd_set} strings, re-recorded"] = digit_strings.evaluation_strings(
     fsdd, test_idx, seed=1, rerecorded=True)
 rng = np.random.default_rng(0)
 lone = [digit_strings.set_level(np.r_[np.zeros(2000), fsdd.audio[i], np.zeros(2000)]
@@ -137,8 +157,8 @@ for i in test_idx:
     y = np.r_[np.zeros(2000), x, np.zeros(2000)] + noise * speech_rms / 10 ** (NOISE_SNR_DB / 20)
     noisy.append(y.astype(np.float32))
 lone_digits = [str(d) for d in fsdd.digit[test_idx]]
-sets["FSDD test lone digits, quiet"] = (lone, lone_digits)
-sets["FSDD test lone digits, 10 dB SNR"] = ([digit_strings.set_level(x) for x in noisy],
+sets[f"{fsdd_set} lone digits, quiet"] = (lone, lone_digits)
+sets[f"{fsdd_set} lone digits, 10 dB SNR"] = ([digit_strings.set_level(x) for x in noisy],
                                             lone_digits)
 
 espeak, espeak_digits, espeak_voice = [], [], []
@@ -202,8 +222,8 @@ for name, audio in (("quiet", lone), ("10 dB SNR", noisy)):
             found.append(False)
     predicted = isolated.predict(np.stack(clips), verbose=0).argmax(1)
     accuracy = float(((predicted == fsdd.digit[test_idx]) & found).mean())
-    strings = results[(f"FSDD test lone digits, {name}", "keras")]
-    print(f"| FSDD test lone digits, {name} | {accuracy:.2%} | {strings['exact']:.2%} |")
+    strings = results[(f"{fsdd_set} lone digits, {name}", "keras")]
+    print(f"| {fsdd_set} lone digits, {name} | {accuracy:.2%} | {strings['exact']:.2%} |")
 
 print("\n| variant | size KB | ms per second of audio (10 s input, median) |")
 print("|---|---|---|")

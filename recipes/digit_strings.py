@@ -13,6 +13,7 @@ once into the dataset cache); test strings from FSDD's test words.
     python recipes/digit_strings.py --epochs 1   # a smoke run
     python recipes/digit_strings.py --split loso # leave-one-speaker-out: 6 trainings
     python recipes/digit_strings.py --split loso --speakers george nicolas  # some of them
+    python recipes/digit_strings.py --split loso --speakers nicolas --keep-models  # to benchmark
 
 The shipped model (99.0% exact test strings) trained in 67.4 min alone on a slow 2-core
 VM; one leave-one-speaker-out fold of the same recipe (the same training) took 31.8 min alone
@@ -68,6 +69,9 @@ parser.add_argument("--split", choices=["official", "loso"], default="official",
                     help="official: recordings 0-4 are test; loso: leave each speaker out once")
 parser.add_argument("--speakers", nargs="+",
                     help="with --split loso: leave out only these speakers (default: each)")
+parser.add_argument("--keep-models", action="store_true",
+                    help="with --split loso: save each fold's model as OUT_DIR/loso-SPEAKER/"
+                         "NAME.keras (to export and benchmark it)")
 parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
 parser.add_argument("--strings", type=int, default=STRINGS_PER_EPOCH,
                     help="training strings made per epoch")
@@ -195,6 +199,11 @@ def train(train_idx, test_x, test_digits, verbose=2):
     return model, history.history
 
 
+def save_model(model, path):
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
 start = time.time()
 if args.split == "loso":
     # ------------------------------------------------ Evaluate: one new voice at a time
@@ -208,6 +217,8 @@ if args.split == "loso":
             continue
         _, test_x, test_digits = test_strings(test_idx)  # 300 strings of their 500 words
         model, _ = train(train_idx, test_x, test_digits, verbose=0)
+        if args.keep_models:
+            save_model(model, out / f"loso-{speaker}" / f"{name}.keras")
         scores = per_speaker[speaker] = digit_strings.score(test_digits, decode(model, test_x)[0])
         print(f"{speaker:>10}: exact {scores['exact']:.2%}, digit error rate "
               f"{scores['digit_error_rate']:.2%} ({(time.time() - start) / 60:.1f} min)")
@@ -238,8 +249,7 @@ noisy_scores = digit_strings.score(noisy_digits, decode(model, noisy_x)[0])
 errors = [(t, p) for t, p in zip(test_digits, predicted) if t != p]
 
 # ------------------------------------------------------------------------------ Save
-with atomic_path(out / f"{name}.keras", suffix=".keras") as tmp:
-    model.save(tmp)
+save_model(model, out / f"{name}.keras")
 reports.plot_history(history, out / f"{name}.history.png",
                      title=f"{name}: CTC loss, exact strings (100 test strings, not for choices)")
 frontend = keras.Model(model.input, model.get_layer("frontend").output)

@@ -7,6 +7,7 @@ that are not in FSDD's six speakers.
 
     python recipes/spoken_digits.py                  # official split, writes the model
     python recipes/spoken_digits.py --split loso     # leave-one-speaker-out, 6 trainings
+    python recipes/spoken_digits.py --split loso --speakers nicolas --keep-models
     python recipes/spoken_digits.py --model sequential
 
 Writes tinydigits/models/spoken_digits.keras, its metrics JSON, and PNG plots (training curves,
@@ -51,6 +52,11 @@ CLASSES = 11  # digits 0-9 and "none", so `listen` can stay quiet for sounds tha
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--split", choices=["official", "loso"], default="official",
                     help="official: recordings 0-4 are test; loso: leave each speaker out once")
+parser.add_argument("--speakers", nargs="+",
+                    help="with --split loso: leave out only these speakers (default: each)")
+parser.add_argument("--keep-models", action="store_true",
+                    help="with --split loso: save each fold's model as OUT_DIR/loso-SPEAKER/"
+                         "NAME.keras (to export and benchmark it)")
 parser.add_argument("--model", choices=["residual", "sequential"], default="residual",
                     help="functional residual CNN (default) or the Sequential baseline")
 parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
@@ -164,12 +170,25 @@ def train(train_idx, test_idx, seed, verbose=2):
     return model, history.history
 
 
+def save_model(model, path):
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
 start = time.time()
 if args.split == "loso":
     # ------------------------------------------------ Evaluate: one new voice at a time
+    folds = fsdd.loso_folds()
+    unknown = set(args.speakers or []) - {speaker for speaker, _, _ in folds}
+    if unknown:
+        sys.exit(f"error: no FSDD speaker named {', '.join(sorted(unknown))}")
     per_speaker = {}
-    for speaker, train_idx, test_idx in fsdd.loso_folds():
+    for speaker, train_idx, test_idx in folds:
+        if args.speakers and speaker not in args.speakers:
+            continue
         model, _ = train(train_idx, test_idx, args.seed, verbose=0)
+        if args.keep_models:
+            save_model(model, out / f"loso-{speaker}" / f"{name}.keras")
         predicted = model.predict(clips[test_idx], verbose=0).argmax(1)
         per_speaker[speaker] = float((predicted == fsdd.digit[test_idx]).mean())
         print(f"{speaker:>10}: {per_speaker[speaker]:.2%}  ({(time.time() - start) / 60:.1f} min)")
@@ -195,8 +214,7 @@ predicted = model.predict(clips[test_idx], verbose=0).argmax(1)
 accuracy = float((predicted == y_test).mean())
 
 # ------------------------------------------------------------------------------ Save
-with atomic_path(out / f"{name}.keras", suffix=".keras") as tmp:
-    model.save(tmp)
+save_model(model, out / f"{name}.keras")
 reports.plot_history(history, out / f"{name}.history.png",
                      title=f"{name} (validation = official test split, not used for choices)")
 reports.plot_confusion(y_test, predicted, out / f"{name}.confusion.png", title=f"{name} test",
