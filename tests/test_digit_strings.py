@@ -201,26 +201,32 @@ def test_lone_words_of_new_voices_are_heard_as_one(tmp_path, fsdd):
 
 
 def test_rescored_fsdd_strings_still_decode_exactly(fsdd):
-    """The device's path on the 300 strings the exporter verifies with: the shipped int8
-    string model, close runs of one word merged, each digit judged again by the shipped
-    isolated-word model (int8) on its stretch."""
+    """The device's path on the 300 strings the exporter verifies with (and the same words
+    re-recorded): the shipped int8 string model, close runs of one word merged, each digit
+    judged again by the shipped isolated-word model (int8) on its stretch."""
     from tinydigits.listen import isolated_judge
     from tinydigits.runtime import Classifier, model_path, models_dir
 
     string_model = Classifier(models_dir() / "digit_strings.int8.tflite")
     judge = isolated_judge(Classifier(model_path("audio")))
     _, test = fsdd.official_split()
-    audio, digits = digit_strings.evaluation_strings(fsdd, test)
-    greedy, rescored = [], []
-    for x in audio:
-        logits = string_model.scores(x)
-        greedy.append(ctc.greedy_decode(logits).digits)
-        rescored.append(ctc.rescore(logits, x, judge).digits)
-    exact = [digit_strings.score(digits, got)["exact"] for got in (greedy, rescored)]
-    assert exact[1] >= MIN_EXACT_TFLITE, list(zip(digits, rescored))
-    # Measured: 297 (greedy) and 298 of 300. Merging close runs costs a "two three" said
-    # with the words overlapping (peaks 0.1 s apart), and mends more than that.
-    assert exact[1] >= exact[0]
+    right = {}
+    for seed, rerecorded in ((0, False), (1, True)):
+        audio, digits = digit_strings.evaluation_strings(fsdd, test, seed=seed,
+                                                         rerecorded=rerecorded)
+        greedy, rescored = [], []
+        for x in audio:
+            logits = string_model.scores(x)
+            greedy.append(ctc.greedy_decode(logits).digits)
+            rescored.append(ctc.rescore(logits, x, judge).digits)
+        right[rerecorded] = [sum(map(str.__eq__, digits, got)) for got in (greedy, rescored)]
+        if not rerecorded:
+            exact = right[rerecorded][1] / len(digits)
+            assert exact >= MIN_EXACT_TFLITE, list(zip(digits, rescored))
+    # Measured (greedy, rescored): clean 297 and 298 of 300, re-recorded 280 and 285. On
+    # clean strings alone one string is noise: a 50-epoch retraining scored 298 and 297
+    # (a "five six" said with the words overlapping merged into one word) and 270 and 276.
+    assert right[False][1] + right[True][1] >= right[False][0] + right[True][0], right
 
 
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng (apt)")
