@@ -76,6 +76,9 @@ try:
     fsdd = load_fsdd(args.data_dir)
 except DatasetError as e:  # a corrupt cache: say which file and how to fix it, no traceback
     sys.exit(f"error: {e}")
+unknown = set(args.speakers or []) - set(fsdd.speaker)
+if unknown:
+    sys.exit(f"error: no FSDD speaker named {', '.join(sorted(unknown))}")
 # Every clip goes through the device's own preparation: find the word, set its level,
 # centre it in the 1 s window. Test clips are prepared once; training clips every epoch.
 clips = np.stack([prepare_clip(a, fsdd.sample_rate) for a in fsdd.audio])
@@ -178,12 +181,8 @@ def save_model(model, path):
 start = time.time()
 if args.split == "loso":
     # ------------------------------------------------ Evaluate: one new voice at a time
-    folds = fsdd.loso_folds()
-    unknown = set(args.speakers or []) - {speaker for speaker, _, _ in folds}
-    if unknown:
-        sys.exit(f"error: no FSDD speaker named {', '.join(sorted(unknown))}")
     per_speaker = {}
-    for speaker, train_idx, test_idx in folds:
+    for speaker, train_idx, test_idx in fsdd.loso_folds():
         if args.speakers and speaker not in args.speakers:
             continue
         model, _ = train(train_idx, test_idx, args.seed, verbose=0)
