@@ -78,7 +78,7 @@ args = parser.parse_args()
 start = time.time()
 model = keras.saving.load_model(args.model, safe_mode=True)
 fsdd = load_fsdd(args.data_dir)
-train_idx, test_idx = fsdd.official_split()
+test_idx = fsdd.official_split()[1]
 fsdd_set = "FSDD test"
 if args.speaker:
     if args.speaker not in set(fsdd.speaker):

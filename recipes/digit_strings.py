@@ -47,7 +47,7 @@ from tinydigits.blocks import (
 from tinydigits.datasets import load_fsdd
 from tinydigits.errors import DatasetError
 from tinydigits.features import AUDIO
-from tinydigits.files import atomic_path
+from tinydigits.files import save_keras
 from tinydigits.flite_strings import FliteStrings
 from tinydigits.malloc import keep_freed_memory
 
@@ -90,6 +90,9 @@ assert frame_seconds == ctc.FRAME_SECONDS
 # ------------------------------------------------------------------------------ Data
 try:
     fsdd = load_fsdd(args.data_dir)
+    unknown = set(args.speakers or []) - set(fsdd.speaker)
+    if unknown:  # before flite's strings are rendered
+        sys.exit(f"error: no FSDD speaker named {', '.join(sorted(unknown))}")
     flite = FliteStrings.load(args.data_dir)  # rendered on the first run (~9 min)
 except DatasetError as e:  # a corrupt cache, no network, no flite: what to fix, no traceback
     sys.exit(f"error: {e}")
@@ -199,26 +202,17 @@ def train(train_idx, test_x, test_digits, verbose=2):
     return model, history.history
 
 
-def save_model(model, path):
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
-
-
 start = time.time()
 if args.split == "loso":
     # ------------------------------------------------ Evaluate: one new voice at a time
-    folds = fsdd.loso_folds()
-    unknown = set(args.speakers or []) - {speaker for speaker, _, _ in folds}
-    if unknown:
-        sys.exit(f"error: no FSDD speaker named {', '.join(sorted(unknown))}")
     per_speaker = {}
-    for speaker, train_idx, test_idx in folds:
+    for speaker, train_idx, test_idx in fsdd.loso_folds():
         if args.speakers and speaker not in args.speakers:
             continue
         _, test_x, test_digits = test_strings(test_idx)  # 300 strings of their 500 words
         model, _ = train(train_idx, test_x, test_digits, verbose=0)
         if args.keep_models:
-            save_model(model, out / f"loso-{speaker}" / f"{name}.keras")
+            save_keras(model, out / f"loso-{speaker}" / f"{name}.keras")
         scores = per_speaker[speaker] = digit_strings.score(test_digits, decode(model, test_x)[0])
         print(f"{speaker:>10}: exact {scores['exact']:.2%}, digit error rate "
               f"{scores['digit_error_rate']:.2%} ({(time.time() - start) / 60:.1f} min)")
@@ -249,7 +243,7 @@ noisy_scores = digit_strings.score(noisy_digits, decode(model, noisy_x)[0])
 errors = [(t, p) for t, p in zip(test_digits, predicted) if t != p]
 
 # ------------------------------------------------------------------------------ Save
-save_model(model, out / f"{name}.keras")
+save_keras(model, out / f"{name}.keras")
 reports.plot_history(history, out / f"{name}.history.png",
                      title=f"{name}: CTC loss, exact strings (100 test strings, not for choices)")
 frontend = keras.Model(model.input, model.get_layer("frontend").output)

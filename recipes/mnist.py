@@ -35,7 +35,7 @@ from tinydigits.augment_images import degraded_copies, touching_pairs
 from tinydigits.blocks import classifier_head, conv_bn_relu, global_pool, max_pool, residual_block
 from tinydigits.datasets import load_mnist
 from tinydigits.errors import DatasetError
-from tinydigits.files import atomic_path
+from tinydigits.files import save_keras
 
 # ----------------------------------------------------------------------------- Setup
 EPOCHS = 18  # ~40 s each on 2 cores; 12 reached only 99.44%
@@ -171,8 +171,7 @@ predicted = probabilities.argmax(axis=1)
 accuracy = float((predicted == y_test).mean())
 
 # ------------------------------------------------------------------------------ Save
-with atomic_path(out / f"{name}.keras", suffix=".keras") as tmp:
-    model.save(tmp)
+save_keras(model, out / f"{name}.keras")
 reports.plot_history(history.history, out / f"{name}.history.png", title=name)
 reports.plot_confusion(y_test, predicted, out / f"{name}.confusion.png", title=f"{name} test")
 reports.save_metrics({

@@ -39,7 +39,7 @@ from tinydigits.blocks import (
 from tinydigits.datasets import load_fsdd
 from tinydigits.errors import DatasetError, InputError
 from tinydigits.features import AUDIO
-from tinydigits.files import atomic_path
+from tinydigits.files import save_keras
 
 # ----------------------------------------------------------------------------- Setup
 EPOCHS = 40  # ~10 s each on 2 cores; every epoch sees fresh re-recordings
@@ -173,11 +173,6 @@ def train(train_idx, test_idx, seed, verbose=2):
     return model, history.history
 
 
-def save_model(model, path):
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
-
-
 start = time.time()
 if args.split == "loso":
     # ------------------------------------------------ Evaluate: one new voice at a time
@@ -187,7 +182,7 @@ if args.split == "loso":
             continue
         model, _ = train(train_idx, test_idx, args.seed, verbose=0)
         if args.keep_models:
-            save_model(model, out / f"loso-{speaker}" / f"{name}.keras")
+            save_keras(model, out / f"loso-{speaker}" / f"{name}.keras")
         predicted = model.predict(clips[test_idx], verbose=0).argmax(1)
         per_speaker[speaker] = float((predicted == fsdd.digit[test_idx]).mean())
         print(f"{speaker:>10}: {per_speaker[speaker]:.2%}  ({(time.time() - start) / 60:.1f} min)")
@@ -213,7 +208,7 @@ predicted = model.predict(clips[test_idx], verbose=0).argmax(1)
 accuracy = float((predicted == y_test).mean())
 
 # ------------------------------------------------------------------------------ Save
-save_model(model, out / f"{name}.keras")
+save_keras(model, out / f"{name}.keras")
 reports.plot_history(history, out / f"{name}.history.png",
                      title=f"{name} (validation = official test split, not used for choices)")
 reports.plot_confusion(y_test, predicted, out / f"{name}.confusion.png", title=f"{name} test",

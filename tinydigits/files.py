@@ -39,3 +39,10 @@ def write_bytes(dest, data: bytes) -> Path:
 
 def write_text(dest, text: str) -> Path:
     return write_bytes(dest, text.encode("utf-8"))
+
+
+def save_keras(model, dest) -> None:
+    """`model.save` to `dest` (a .keras file) atomically: the recipes' one way to write a
+    model (Keras picks the format from the suffix, so the temporary name keeps it)."""
+    with atomic_path(dest, suffix=".keras") as tmp:
+        model.save(tmp)
