@@ -202,3 +202,12 @@ def test_a_recording_longer_than_a_string_is_read_as_listen_hears_it(fsdd, tmp_p
     answer = json.loads(out.stdout)
     assert answer["digits"] == "".join(stream.digits)
     assert len(answer["confidences"]) == len(answer["times"]) == 10
+
+    # --threshold is listen's: above every digit's confidence, nothing is kept
+    strict = (max(answer["confidences"]) + 1) / 2
+    assert strict < 1
+    out = run_cli("classify", "--threshold", f"{strict:.5f}", stream.path)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "no digits heard" in out.stderr, out.stderr
+    out = run_cli("classify", "--threshold", "1.5", stream.path)
+    assert out.returncode == 2 and "outside 0-1" in out.stderr

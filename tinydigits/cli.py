@@ -138,13 +138,15 @@ MAX_RECORDING_SECONDS = 120.0  # a file longer than one string (10 s: a number s
 # pauses, a few numbers read out) is heard as `listen --input` hears it, up to this long
 
 
-def read_audio(path: Path, classifier, strings=None) -> dict:
+def read_audio(path: Path, classifier, strings=None,
+               threshold: float = listen.DEFAULT_THRESHOLD) -> dict:
     """A spoken digit, or a digit string said in one breath or with pauses.
 
     The isolated-word model answers a lone digit (or `none`, for a sound that is no digit);
     the string model, when shipped, answers when it hears two digits or more, and the
     isolated-word model judges each of them again on its own stretch (`ctc.rescore`). A
-    recording longer than one string (MAX_SECONDS) is read as `listen --input` hears it.
+    recording longer than one string (MAX_SECONDS) is read as `listen --input` hears it,
+    keeping what reaches `threshold`.
     """
     from tinydigits.audio import MAX_SECONDS, audio_info, prepare_wav, prepare_wav_string
 
@@ -154,7 +156,7 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
         return read_audio_clip(prepare_wav(path), classifier)
     rate, _, frames = audio_info(path)
     if frames / rate > MAX_SECONDS:
-        return read_recording(path, classifier, strings, frames / rate)
+        return read_recording(path, classifier, strings, frames / rate, threshold)
     clip, (string, offset) = prepare_wav_string(path)
     logits = strings.scores(string)
     if classifier is None:
@@ -169,18 +171,17 @@ def read_audio(path: Path, classifier, strings=None) -> dict:
             "confidences": found["confidences"] or [0.0], "times": found["times"]}
 
 
-def read_recording(path: Path, classifier, strings, seconds: float) -> dict:
+def read_recording(path: Path, classifier, strings, seconds: float, threshold: float) -> dict:
     """A recording longer than one string, read in blocks and cut at pauses exactly as
-    `listen --input` does (its threshold included): the digits of every line, in order."""
+    `listen --input` does (with its `--threshold`): the digits of every line, in order."""
     if seconds > MAX_RECORDING_SECONDS:
         raise InputError(path, f"too long: {seconds:.1f} s; classify takes recordings up to "
                                f"{MAX_RECORDING_SECONDS:g} s (use `tinydigits listen --input "
                                "FILE` for streams)")
-    heard = [d for d, _ in listen.detections(listen.FileSource(path), classifier,
-                                             listen.DEFAULT_THRESHOLD, strings=strings)
-             if d.accepted]
+    heard = [d for d, _ in listen.detections(listen.FileSource(path), classifier, threshold,
+                                             strings=strings) if d.accepted]
     if not heard:
-        raise InputError(path, "no digits heard")
+        raise InputError(path, f"no digits heard (none reached --threshold {threshold:g})")
     digits = "".join(d.digit for d in heard)
     return {"digits": digits, "label": digits,
             "confidences": [round(c, 4) for d in heard for c in d.confidences or [d.confidence]],
@@ -227,7 +228,7 @@ def classify(args) -> int:
             if kind == "image":
                 reading = read_image(path, classifier)
             else:
-                reading = read_audio(path, classifier, models.strings())
+                reading = read_audio(path, classifier, models.strings(), args.threshold)
         except (InputError, RuntimeUnavailable) as e:
             failed += 1
             message = str(e) if isinstance(e, InputError) else f"{name}: {e}"
@@ -257,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a variant of the shipped models ({', '.join(VARIANTS)}) or a "
                         ".tflite path (default: the shipped int8 models)")
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    p.add_argument("--threshold", type=listen.parse_threshold, default=listen.DEFAULT_THRESHOLD,
+                   metavar="P",
+                   help="for recordings over 10 s, heard as `tinydigits listen` hears them: "
+                        "keep a digit or number only if the model gives it at least this "
+                        f"probability (0-1, default {listen.DEFAULT_THRESHOLD}); shorter "
+                        "files always get an answer, with its confidence")
     p.set_defaults(run=classify)
     listen.add_parser(commands)
     p = commands.add_parser(

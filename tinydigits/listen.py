@@ -546,7 +546,7 @@ def _number_in(low, high, unit=""):
     return parse
 
 
-_threshold = _number_in(0.0, 1.0)
+parse_threshold = _number_in(0.0, 1.0)  # classify's --threshold too
 _pause = _number_in(0.1, 1.0, " s")
 
 
@@ -565,7 +565,7 @@ def add_parser(commands):
                         "(default: the system's default microphone)")
     p.add_argument("--list-devices", action="store_true",
                    help="list the input devices with their number and default rate, and exit")
-    p.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD, metavar="P",
+    p.add_argument("--threshold", type=parse_threshold, default=DEFAULT_THRESHOLD, metavar="P",
                    help="print a digit only if the model gives it at least this probability "
                         "(a number: the median of its digits' probabilities; "
                         f"0-1, default {DEFAULT_THRESHOLD}): raise it if noises print "
