@@ -65,3 +65,19 @@ def test_no_flite_is_one_line_saying_how_to_install_it(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="apt install flite"):
         FliteStrings.load(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lone_words_are_the_one_digit_strings_each_a_word(tmp_path, monkeypatch):
+    """The isolated-word recipe trains on these: each must be its digit, and a word the
+    device's detector finds (else prepare_clip would refuse it)."""
+    monkeypatch.setattr(flite_strings, "PER_VOICE", 12)  # lengths 1-10, then 1 and 2 again
+    monkeypatch.setattr(flite_strings, "VOICES", ("kal16", "slt"))
+    bank = FliteStrings.load(tmp_path)
+    words, digits = bank.lone_words()
+    ones = [(a, d) for a, d in zip(bank.audio, bank.digits) if len(d) == 1]
+    assert len(words) == len(digits) == len(ones) == 4
+    assert digits.dtype.kind == "i" and list(digits) == [int(d) for _, d in ones]
+    for word, (audio, _) in zip(words, ones):
+        assert word is audio
+        assert find_utterance(word) is not None
+        assert len(word) < 1.5 * flite_strings.RATE

@@ -106,6 +106,12 @@ class FliteStrings:
             np.savez(tmp, samples=np.concatenate(audio), digits=np.array(digits),
                      ends=np.cumsum([len(a) for a in audio]))
 
+    def lone_words(self):
+        """The rendered strings of one digit (40 per voice): a list of float32 audio, and
+        their digits as ints."""
+        index = self.by_length.get(1, [])
+        return [self.audio[i] for i in index], np.array([int(self.digits[i]) for i in index])
+
     def build(self, rng, count):
         """(audio, digits): a random rendered string of `count` digits (fewer if none),
         at its own speed, with background edges, re-recorded and levelled as in training."""

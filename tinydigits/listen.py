@@ -72,10 +72,10 @@ MAX_STRING_SECONDS = 10.0  # with the digit-string model: a PIN or phone number 
 
 # Rejection. The model's 11th class ("none": breath, clicks, hum, scraps of words) rejects
 # most non-digits; the threshold rejects the doubtful rest.
-DEFAULT_THRESHOLD = 0.7  # the highest that keeps every word the int8 model gets right among
-# 300 FSDD test words at 20 and 10 dB SNR; 24 of 144 everyday non-digit sounds still print
-# (knocks, creaks, some typing). 0.9 prints 7 of them and drops ~1% of the words (more for
-# voices unlike FSDD's). `python benchmarks/listen_latency.py thresholds` prints the table.
+DEFAULT_THRESHOLD = 0.7  # keeps 99.7% / 97.7% of 300 FSDD test words at 20 / 10 dB SNR
+# (the int8 model of 2026-12-06); 1 of 144 everyday non-digit sounds still prints. 0.6 keeps
+# a new voice's paused digit or two more and prints more wrong ones (README). `python
+# benchmarks/listen_latency.py thresholds` prints the table.
 
 # The model: tinydigits/models/spoken_digits.{variant}.tflite, as `tinydigits classify` uses.
 
