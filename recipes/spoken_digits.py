@@ -50,7 +50,7 @@ LEARNING_RATE = 3e-3  # peak; cosine decay to 0
 CLEAN_FRACTION = 0.2  # share of clips left un-augmented each epoch: FSDD itself still counts
 NOT_A_DIGIT_FRACTION = 0.15  # extra examples of class 10: breath, typing, knocks, hum, scraps
 FLITE_REPEATS = 3  # each of flite's 160 lone words (4 voices, 0.75-1.3x tempo) this often an
-# epoch: voices FSDD's six lack (leave-one-speaker-out mean 93.4% -> 94.8%, README)
+# epoch: voices FSDD's six lack (espeak-ng's 94.7% -> 98.3%; real voices left out tie, README)
 CLASSES = 11  # digits 0-9 and "none", so `listen` can stay quiet for sounds that are not digits
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
