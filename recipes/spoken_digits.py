@@ -50,7 +50,7 @@ LEARNING_RATE = 3e-3  # peak; cosine decay to 0
 CLEAN_FRACTION = 0.2  # share of clips left un-augmented each epoch: FSDD itself still counts
 NOT_A_DIGIT_FRACTION = 0.15  # extra examples of class 10: breath, typing, knocks, hum, scraps
 FLITE_REPEATS = 3  # each of flite's 160 lone words (4 voices, 0.75-1.3x tempo) this often an
-# epoch: voices FSDD's six lack (espeak-ng's 94.7% -> 98.3%; real voices left out tie, README)
+# epoch: voices FSDD's six lack (synthetic voices 94.7% -> 98.3%; real ones left out tie, README)
 CLASSES = 11  # digits 0-9 and "none", so `listen` can stay quiet for sounds that are not digits
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -90,6 +90,11 @@ except DatasetError as e:  # no flite, or a corrupt cache
 # Every clip goes through the device's own preparation: find the word, set its level,
 # centre it in the 1 s window. Test clips are prepared once; training clips every epoch.
 clips = np.stack([prepare_clip(a, fsdd.sample_rate) for a in fsdd.audio])
+# Training examples are numbered: FSDD's recordings, then flite's lone words; -1 makes a
+# "none" example (LABELS[-1]).
+SOURCES = [*fsdd.audio, *flite_words]
+SOURCE_CLIPS = np.concatenate([clips, [prepare_clip(a, AUDIO.sample_rate) for a in flite_words]])
+LABELS = np.r_[fsdd.digit, flite_digits, 10]
 
 
 class Rerecorded(keras.utils.PyDataset):
@@ -98,8 +103,8 @@ class Rerecorded(keras.utils.PyDataset):
     def __init__(self, indices, seed):
         super().__init__(workers=2)  # threads: soxr and the FFTs release the GIL
         negatives = int(len(indices) * NOT_A_DIGIT_FRACTION)
-        flite = -2 - np.tile(np.arange(len(flite_words)), FLITE_REPEATS)  # -2 - k: flite's k
-        self.indices = np.r_[indices, np.full(negatives, -1), flite]  # -1: a "none" example
+        flite = len(fsdd.audio) + np.tile(np.arange(len(flite_words)), FLITE_REPEATS)
+        self.indices = np.r_[indices, np.full(negatives, -1), flite]
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(self.indices)
         self.fragments = [fsdd.audio[i] for i in indices]
@@ -109,24 +114,17 @@ class Rerecorded(keras.utils.PyDataset):
 
     def __getitem__(self, i):
         batch = self.order[i * args.batch_size:(i + 1) * args.batch_size]
-        labels = np.select([batch >= 0, batch == -1], [fsdd.digit[np.maximum(batch, 0)], 10],
-                           flite_digits[np.maximum(-2 - batch, 0)])
-        return np.stack([self.example(j) for j in batch]), labels
+        return np.stack([self.example(j) for j in batch]), LABELS[batch]
 
     def example(self, j):
-        if j == -1:
+        if j < 0:
             return self.not_a_digit()
-        if j < -1:
-            return self.rerecorded(flite_words[-2 - j], None)
-        if self.rng.random() < CLEAN_FRACTION:
+        if j < len(fsdd.audio) and self.rng.random() < CLEAN_FRACTION:  # flite: always varied
             return augment.shift(clips[j], self.rng)
-        return self.rerecorded(fsdd.audio[j], clips[j])
-
-    def rerecorded(self, audio, clean):
         try:
-            x = prepare_clip(augment.recording(audio, self.rng), AUDIO.sample_rate)
+            x = prepare_clip(augment.recording(SOURCES[j], self.rng), AUDIO.sample_rate)
         except InputError:  # drowned in noise: the detector found no word, as on the Pi
-            x = clean if clean is not None else prepare_clip(audio, AUDIO.sample_rate)
+            x = SOURCE_CLIPS[j]
         return augment.shift(x, self.rng)
 
     def not_a_digit(self):
