@@ -635,7 +635,9 @@ def test_a_png_declaring_a_huge_chunk_does_not_allocate_it(tmp_path, length):
 
 def test_a_large_rgba_image_costs_little_more_than_its_pixels(tmp_path):
     # Converting and box-averaging a whole image at once (plus exif_transpose's copy) took
-    # 3x its decoded size: 480 MB for a 40 MP RGBA PNG. Strips keep it near 1x.
+    # 3x its decoded size: 480 MB for a 40 MP RGBA PNG. Strips, and closing the full image
+    # before the float copies of the small one, keep it near 1x (1.24x measured; CI once
+    # measured 1.64x here when the full image outlived the float copies).
     side = 4000  # 16 MP: decoded as RGBA, 64 MB
     a = digit_image(side, side, ink=0.0, paper=255.0).astype(np.uint8)
     Image.fromarray(np.dstack([a, a, a, np.full_like(a, 255)]), "RGBA").save(
@@ -643,7 +645,7 @@ def test_a_large_rgba_image_costs_little_more_than_its_pixels(tmp_path):
     outcome = check(run_isolated("image", tmp_path / "big.png", trace_memory=True),
                     tmp_path / "big.png")
     assert outcome.status == "ok"
-    assert outcome.memory_bytes < 1.6 * side * side * 4, outcome
+    assert outcome.memory_bytes < 1.4 * side * side * 4, outcome
 
 
 def model_with(byte_changes: dict, source="mnist.int8_io.tflite") -> bytes:

@@ -38,7 +38,7 @@ SPECK = 0.02  # a piece with 2% of its ink anywhere; smaller pieces farther away
 THIN = 0.8  # px at 20 px box; thinner strokes are thickened (MNIST's 1st percentile: 1.0)
 STROKE = 1.8  # px at 20 px box: MNIST's median of 2*area/perimeter of pixels > 0.5 (1.84)
 RESAMPLE = Image.Resampling.LANCZOS  # anti-aliased, keeps strokes crisp like MNIST's
-STRIP_PIXELS = 2**21  # source pixels converted and box-averaged at a time (8 MB as RGBA)
+STRIP_PIXELS = 2**20  # source pixels converted and box-averaged at a time (4 MB as RGBA)
 
 
 def load_image(path) -> np.ndarray:
@@ -127,15 +127,20 @@ class _BoundedFile(io.BufferedReader):
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:
-    """Luminance in [0, 1], at most WORK_SIDE px; transparent areas become contrasting paper."""
+    """Luminance in [0, 1], at most WORK_SIDE px; transparent areas become contrasting paper.
+
+    Closes `img` once it has made its working copy (a smaller or converted one)."""
     wide = img.mode in ("I", "F") or img.mode.startswith("I;16")  # 16/32-bit, float
     # Palette, 1-bit, LA, CMYK...: read as RGBA, so that any transparency is kept.
     mode = img.mode if img.mode in ("F", "L", "RGB", "RGBA") else "F" if wide else "RGBA"
     factor = math.ceil(max(img.size) / WORK_SIDE)
+    full = img
     if factor > 1:  # box-average in Pillow, before any float copy of 40 MP exists
         img = _shrink(img, (-(-img.width // factor), -(-img.height // factor)), mode)
     elif img.mode != mode:
         img = img.convert(mode)
+    if img is not full:
+        full.close()  # its pixels (160 MB at 40 MP RGBA) go before the float copies come
     pixels = np.asarray(img, dtype=np.float32)
     if wide:  # the bit depth is unknown (16-bit PNG, float TIFF): scale by the range in use
         pixels = np.nan_to_num(pixels)  # +-inf become +-3.4e38: the scaling below tames them
@@ -167,7 +172,8 @@ def _shrink(img: Image.Image, size, mode) -> Image.Image:
         r1 = min(size[1], r0 + step)
         y0, y1 = r0 * rows_per, r1 * rows_per
         top, bottom = math.floor(y0), min(h, math.ceil(y1))
-        strip = img.crop((0, top, w, bottom)).convert(mode)
+        strip = img.crop((0, top, w, bottom))
+        strip = strip if strip.mode == mode else strip.convert(mode)  # no second copy
         box = (0, y0 - top, w, min(y1, h) - top)
         out.paste(strip.resize((size[0], r1 - r0), Image.Resampling.BOX, box=box), (0, r0))
     return out
