@@ -6,12 +6,12 @@ Renders MNIST *test* digits the way users send them, writes each to a file and r
 file exactly as `tinydigits classify` does (`images.prepare_number`, then the classifier).
 Single digits: the old variants (MNIST's own margin: ink on paper, off-centre, 32-300 px,
 RGB, RGBA, a shaded noisy JPEG photo) and sources without MNIST's margin (tight crops,
-8 and 16 px scans upscaled, 1-bit, thick marker, thin pen, a sheet on a dark table), every
-other one in the other polarity. For each: accuracy, agreement with the answer on the
-original digit, and the accuracy a plain resize to 28x28 would get. Numbers: 2-6 MNIST test
-digits in a row, gaps from -10% (overlapping) to 40% of a digit's width, vertical jitter,
-either polarity, 32-300 px high: digits right and numbers exactly right. Last, the time to
-read a 6-digit number image on one thread.
+8 and 16 px scans upscaled, 12 and 8 px scans as scanned, 1-bit, thick marker, thin pen,
+a sheet on a dark table), every other one in the other polarity. For each: accuracy,
+agreement with the answer on the original digit, and the accuracy a plain resize to 28x28
+would get. Numbers: 2-6 MNIST test digits in a row, gaps from -10% (overlapping) to 40%
+of a digit's width, vertical jitter, either polarity, 32-300 px high: digits right and
+numbers exactly right. Last, the time to read a 6-digit number image on one thread.
 """
 
 import argparse
@@ -84,17 +84,23 @@ def photo(d, rng):
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
-def scan(d, side, k, rng):
-    """A low-resolution scan: the tight digit in side x side px, upscaled to 32-300 px."""
+def as_scanned(d, side, levels=256):
+    """A low-resolution scan: the tight digit in side x side px, in `levels` grey levels."""
     t = tight(d)
     s = side / max(t.shape)
     size = (max(1, round(t.shape[1] * s)), max(1, round(t.shape[0] * s)))
     small = Image.fromarray(t).resize(size, Image.BOX)
     frame = Image.new("L", (side, side))
     frame.paste(small, ((side - small.width) // 2, (side - small.height) // 2))
+    step = 255 / (levels - 1)
+    return (np.round(np.asarray(frame) / step) * step).astype(np.uint8)
+
+
+def scan(d, side, k, rng):
+    """A low-resolution scan, upscaled to 32-300 px."""
     up = int(rng.integers(32, 301))
     how = Image.NEAREST if k % 4 < 2 else Image.BICUBIC  # blocky or blurry
-    return polarity(np.asarray(frame.resize((up, up), how)), k)
+    return polarity(np.asarray(Image.fromarray(as_scanned(d, side)).resize((up, up), how)), k)
 
 
 def one_bit(d, k):
@@ -142,6 +148,9 @@ VARIANTS = {
     "tight crop, 64 px high": lambda d, k, rng: (polarity(resize(tight(d), 64), k), "png"),
     "16 px scan, upscaled 32-300 px": lambda d, k, rng: (scan(d, 16, k, rng), "png"),
     "8 px scan, upscaled 32-300 px": lambda d, k, rng: (scan(d, 8, k, rng), "png"),
+    "12 px scan, as scanned": lambda d, k, rng: (polarity(as_scanned(d, 12), k), "png"),
+    "8 px scan, as scanned, 17 grey levels": lambda d, k, rng: (
+        polarity(as_scanned(d, 8, levels=17), k), "png"),
     "1-bit 16 px scan, 64 px": lambda d, k, rng: (one_bit(d, k).resize((64, 64)), "png"),
     "thick marker, 100 px": lambda d, k, rng: (marker(d, k), "png"),
     "thin pen, tight, 300 px": lambda d, k, rng: (thin_pen(d, k), "png"),
