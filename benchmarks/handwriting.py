@@ -6,12 +6,13 @@ Renders MNIST *test* digits the way users send them, writes each to a file and r
 file exactly as `tinydigits classify` does (`images.prepare_number`, then the classifier).
 Single digits: the old variants (MNIST's own margin: ink on paper, off-centre, 32-300 px,
 RGB, RGBA, a shaded noisy JPEG photo) and sources without MNIST's margin (tight crops,
-8 and 16 px scans upscaled, 12 and 8 px scans as scanned, 1-bit, thick marker, thin pen,
-a sheet on a dark table), every other one in the other polarity. For each: accuracy,
-agreement with the answer on the original digit, and the accuracy a plain resize to 28x28
-would get. Numbers: 2-6 MNIST test digits in a row, gaps from -10% (overlapping) to 40%
-of a digit's width, vertical jitter, either polarity, 32-300 px high: digits right and
-numbers exactly right. Last, the time to read a 6-digit number image on one thread.
+8 and 16 px scans upscaled, 12 and 8 px scans as scanned, 1-bit, a 16 px form cell the
+digit is stretched to fill, thick marker, thin pen, a sheet on a dark table), every other
+one in the other polarity. For each: accuracy, agreement with the answer on the original
+digit, and the accuracy a plain resize to 28x28 would get. Numbers: 2-6 MNIST test digits
+in a row, gaps from -10% (overlapping) to 40% of a digit's width, vertical jitter, either
+polarity, 32-300 px high: digits right and numbers exactly right. Last, the time to read a
+6-digit number image on one thread.
 """
 
 import argparse
@@ -96,6 +97,12 @@ def as_scanned(d, side, levels=256):
     return (np.round(np.asarray(frame) / step) * step).astype(np.uint8)
 
 
+def form_cell(d, side):
+    """A form's cell: the tight digit stretched to fill side x side px, then 1-bit."""
+    cell = np.asarray(Image.fromarray(tight(d)).resize((side, side), Image.BOX))
+    return ((cell > 127) * 255).astype(np.uint8)
+
+
 def scan(d, side, k, rng):
     """A low-resolution scan, upscaled to 32-300 px."""
     up = int(rng.integers(32, 301))
@@ -152,6 +159,8 @@ VARIANTS = {
     "8 px scan, as scanned, 17 grey levels": lambda d, k, rng: (
         polarity(as_scanned(d, 8, levels=17), k), "png"),
     "1-bit 16 px scan, 64 px": lambda d, k, rng: (one_bit(d, k).resize((64, 64)), "png"),
+    "1-bit 16 px form cell, stretched to fill it": lambda d, k, rng: (
+        polarity(form_cell(d, 16), k), "png"),
     "thick marker, 100 px": lambda d, k, rng: (marker(d, k), "png"),
     "thin pen, tight, 300 px": lambda d, k, rng: (thin_pen(d, k), "png"),
     "sheet on a dark table, JPEG": lambda d, k, rng: (on_table(d, rng), "jpg"),

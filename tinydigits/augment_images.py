@@ -2,7 +2,8 @@
 
 `degrade` turns a 28x28 MNIST digit into a page such as a user might send: slanted or
 elastically bent, a thicker marker or a thinner pen, tightly framed (the ink touches the
-edge), a low-resolution scan (8-16 px) upscaled and blurred, 1-bit, either polarity, noisy.
+edge) or stretched to fill a square cell, a low-resolution scan (8-16 px) upscaled and
+blurred, 1-bit, either polarity, noisy.
 `prepared` then runs the device's own preparation (`images.page_to_ink`, `mnist_style`),
 so the model trains on exactly what the Pi will feed it.
 """
@@ -21,6 +22,7 @@ SCAN_SIDES = (8, 16)  # px: low-resolution scans (the digit's longer side), then
 SHOW_SIDES = (32, 160)  # px: what a low-resolution scan is upscaled to
 BLUR = (0.5, 2.0)  # Gaussian radius in px at the shown size
 NOISE = 0.04  # largest sensor-noise sigma (grey levels / 255: ~10)
+STRETCH = 0.15  # share stretched to fill a square cell, as some form readers store digits
 
 
 def degrade(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -37,7 +39,14 @@ def degrade(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     elif r < 0.45 and (d > 0.5).sum() > 150:  # a finer pen, when the stroke survives it
         d = 1 - _max_filter(1 - d, 3)
     d = np.clip(d, 0, 1)
-    if rng.random() < 0.5:  # tight framing: the ink's box, sometimes a pixel inside it
+    if rng.random() < STRETCH:  # a form's cell: the digit's box stretched to fill a square
+        rows, cols = np.flatnonzero((d > 0.3).any(1)), np.flatnonzero((d > 0.3).any(0))
+        if len(rows) > 4 and len(cols) > 2:
+            box = d[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            side = max(box.shape)
+            cell = Image.fromarray(box.astype(np.float32), "F")
+            d = np.asarray(cell.resize((side, side), Image.Resampling.BILINEAR))
+    elif rng.random() < 0.5:  # tight framing: the ink's box, sometimes a pixel inside it
         rows, cols = np.flatnonzero((d > 0.3).any(1)), np.flatnonzero((d > 0.3).any(0))
         if len(rows) > 4 and len(cols) > 2:
             cut = int(rng.integers(0, 2))
