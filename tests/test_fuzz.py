@@ -672,9 +672,9 @@ def test_models_that_crashed_or_swapped_the_interpreter_are_refused(tmp_path):
     # allocate_tensors (QuantizeMultiplierSmallerThanOneExp); a batch dimension of 8 million
     # made it allocate 12 GB for 47 s. Both are refused before allocate_tensors now.
     name = "mnist.int8_io.tflite"
-    negative_scale = model_with({tensor_field(name, 38, "scale"): 0xC4})  # 0.075 -> -1229
+    negative_scale = model_with({tensor_field(name, 38, "scale"): 0xC4})  # ~0.07 -> ~-1000
     huge_batch = model_with({tensor_field(name, 34, "shape") + 2: 0x7F})  # 1 -> 8323073
-    for data, reason in [(negative_scale, "quantization scale -1"), (huge_batch, "MiB")]:
+    for data, reason in [(negative_scale, "quantization scale -"), (huge_batch, "MiB")]:
         path = tmp_path / "model.tflite"
         outcome = check(fuzz_one("model", data, tmp_path, path.name), path)
         assert outcome.status == "refused" and reason in outcome.message, outcome
