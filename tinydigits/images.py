@@ -446,6 +446,9 @@ SURE = 0.5  # below WIDE, a box is cut only if the classifier gives it less than
 # (the model is trained to give two touching digits no class: recipes/mnist.py, PAIRS)
 RATIO = 2.0  # ...or if twice as wide as the row's typical digit (1s left out; at 1.4, 9 of
 # the benchmark's 200 numbers fewer come out exact)
+# A piece alone in the image is most likely one digit, so WIDE does not apply to it, but
+# one over RATIO times as wide as it is tall is not: a number whose digits all touch (cells
+# of a form joined edge to edge) was read as one digit.
 JOIN = 0.9  # neighbours together no wider than this many row heights may be one broken
 GAP = 0.1  # digit, if at most this far apart (row heights) and the classifier agrees;
 GROUP = 4  # pieces in one broken digit at most
@@ -643,7 +646,8 @@ def _split(part, height, typical, lone, score):
     w = x1 - x0
     if w <= SPLIT * height:  # narrow enough to be one digit: no classifier call
         return [(box, whole)]
-    wide = (w > WIDE * height and not lone) or w > RATIO * typical
+    tall = max(height, y1 - y0)  # a lone piece's own height: the row's may be its fragments'
+    wide = (w > RATIO * tall if lone else w > WIDE * height) or w > RATIO * typical
     sure = float(np.max(score(whole[..., None]))) if score is not None else 0.0
     if not wide and (score is None or sure >= SURE):
         return [(box, whole)]
