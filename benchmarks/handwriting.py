@@ -11,9 +11,10 @@ digit is stretched to fill, thick marker, thin pen, a sheet on a dark table), ev
 one in the other polarity. For each: accuracy, agreement with the answer on the original
 digit, and the accuracy a plain resize to 28x28 would get. Numbers: 2-6 MNIST test digits
 in a row, gaps from -10% (overlapping) to 40% of a digit's width, vertical jitter, either
-polarity, 32-300 px high: digits right and numbers exactly right; and numbers of low-resolution
-cells joined edge to edge (8 and 16 px scans, 16 px cells the digit is stretched to fill,
-grey and 1-bit), as forms and small datasets store them. Last, the time to read a 6-digit
+polarity, 32-300 px high: digits right and numbers exactly right; then small numbers: such
+a number 12-16 px high, and low-resolution cells joined edge to edge (8 and 16 px scans, 16
+px cells the digit is stretched to fill, grey and 1-bit), as forms and small datasets store
+them. Last, the time to read a 6-digit
 number image on one thread.
 """
 
@@ -187,14 +188,19 @@ def number_image(digits, k, rng):
     return polarity(resize(row, int(rng.integers(HEIGHTS[0], HEIGHTS[1] + 1))), k)
 
 
-# Numbers as forms and low-resolution datasets store them: one cell per digit, joined edge to
-# edge (a stretched digit's ink touches its neighbour's).
-CELL_NUMBERS = {
-    "8 px scans, 17 grey levels": lambda d: as_scanned(d, 8, levels=17),
-    "16 px scans": lambda d: as_scanned(d, 16),
-    "16 px cells, stretched to fill them": lambda d: np.asarray(
-        Image.fromarray(tight(d)).resize((16, 16), Image.BOX)),
-    "1-bit 16 px cells, stretched to fill them": lambda d: form_cell(d, 16),
+# Small numbers: one 12-16 px high image, and numbers as forms and low-resolution datasets
+# store them, one cell per digit joined edge to edge (a stretched digit's ink touches its
+# neighbour's).
+SMALL_NUMBERS = {
+    "one image 12-16 px high": lambda ds, k, rng: resize(
+        number_image(ds, k, rng), int(rng.integers(12, 17))),
+    "8 px scans, 17 grey levels": lambda ds, k, rng: polarity(
+        np.hstack([as_scanned(d, 8, levels=17) for d in ds]), k),
+    "16 px scans": lambda ds, k, rng: polarity(np.hstack([as_scanned(d, 16) for d in ds]), k),
+    "16 px cells, stretched to fill them": lambda ds, k, rng: polarity(np.hstack([np.asarray(
+        Image.fromarray(tight(d)).resize((16, 16), Image.BOX)) for d in ds]), k),
+    "1-bit 16 px cells, stretched to fill them": lambda ds, k, rng: polarity(
+        np.hstack([form_cell(d, 16) for d in ds]), k),
 }
 
 classifier = Classifier(args.model)
@@ -252,16 +258,16 @@ with tempfile.TemporaryDirectory() as tmp:
         exact = np.mean([r[2] for r in rows])
         print(f"| {n} digits | {right / total:.1%} | {exact:.1%} | {len(rows)} |")
 
-    print("\n| cells side by side (2-6 digits) | digits right | exactly right | numbers |")
+    print("\n| small numbers (2-6 digits) | digits right | exactly right | numbers |")
     print("|---|---|---|---|")
-    for title, cell in CELL_NUMBERS.items():
+    for title, render in SMALL_NUMBERS.items():
         rng = np.random.default_rng(3)
         right = total = exact = 0
         for k in range(args.numbers):
             n = 2 + k % 5
             idx = rng.integers(0, len(x_test), n)
             path = Path(tmp) / f"c{k}.png"
-            Image.fromarray(polarity(np.hstack([cell(x_test[i]) for i in idx]), k)).save(path)
+            Image.fromarray(render(x_test[idx], k, rng)).save(path)
             truth, got = "".join(map(str, y_test[idx])), read(path)
             right, total = right + max(0, n - edit_distance(truth, got)), total + n
             exact += got == truth

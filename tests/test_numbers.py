@@ -94,28 +94,30 @@ def test_numbers_with_touching_digits_mostly_read_back(test_digits, classifier, 
     assert share >= 0.85, misses
 
 
-def test_digits_in_cells_joined_edge_to_edge_are_cut_apart(test_digits, classifier, tmp_path):
+@pytest.mark.parametrize("one_bit", [False, True], ids=["grey", "1-bit"])
+def test_digits_in_cells_joined_edge_to_edge_are_read(one_bit, test_digits, classifier,
+                                                      tmp_path):
     """Forms and small datasets keep each digit stretched to fill a 16 px cell; joined into a
-    number, every digit touches its neighbours and the whole number is one piece of ink.
-    Measured on these 200 numbers of 3-6 digits: none read as one digit, 183 with the right
-    count of digits, 169 exact; before
-    a lone piece over twice as wide as tall was always cut, two came back as one digit (a
-    "788" read as 0)."""
+    number, every digit touches its neighbours and the whole number is one piece of ink,
+    16 px high. Two rules read these: a lone piece over twice as wide as it is tall is
+    always cut (before, a "788" came back as one digit), and ink under 28 px tall is
+    enlarged before it is cut. Measured on these 300 numbers of 3-6 digits, exact, grey /
+    1-bit: 260 / 240, none as one digit; without the enlarging, 251 / 232."""
     x_test, y_test = test_digits
     rng = np.random.default_rng(7)
-    one_box, count, exact = [], 0, 0
-    for k in range(200):
+    one_box, exact = [], 0
+    for k in range(300):
         idx = rng.integers(0, len(x_test), 3 + k % 4)
-        row = np.hstack([np.asarray(Image.fromarray(tight(d)).resize(
-            (16, 16), Image.Resampling.BOX)) for d in x_test[idx]])
+        cells = [np.asarray(Image.fromarray(tight(d)).resize((16, 16), Image.Resampling.BOX))
+                 for d in x_test[idx]]
+        row = np.hstack([(c > 127) * np.uint8(255) if one_bit else c for c in cells])
         Image.fromarray(255 - row if k % 2 else row).save(tmp_path / "cells.png")
         got, boxes = read(tmp_path / "cells.png", classifier)
         truth = "".join(map(str, y_test[idx]))
         one_box += [f"{truth}->{got}"] if len(boxes) == 1 else []
-        count += len(boxes) == len(idx)
         exact += got == truth
     assert not one_box, one_box
-    assert count >= 0.9 * 200 and exact >= 0.8 * 200, (count, exact)
+    assert exact >= (236 if one_bit else 255), exact
 
 
 def test_the_classifier_gives_two_touching_digits_no_class(test_digits, classifier):

@@ -22,6 +22,7 @@ from tinydigits.features import IMAGE
 MIN_SIDE = 8  # px; below this there is no digit to see
 MAX_MEGAPIXELS = 40  # a 40 MP RGBA decode is 160 MB: the most a small Pi should attempt
 WORK_SIDE = 1000  # px; larger images are box-averaged down first (the digit ends up 20 px)
+SMALL = 28  # px; ink less tall than this is enlarged before its digits are found (not MNIST)
 LEVELS = 256  # histogram bins for Otsu's threshold
 PURE = 0.95  # an edge this much one class all round is a table (or a margin), and if...
 SHEET = 0.45  # ...the other class covers 45% of the image, that is a sheet of paper on it
@@ -47,7 +48,8 @@ def load_image(path) -> np.ndarray:
     """Decode an image file into float32 HxW in [0, 1]: ink bright on black, paper at 0.
 
     Any format Pillow reads, EXIF orientation applied; images over WORK_SIDE px are
-    box-averaged down to it first (so HxW is not always the file's size).
+    box-averaged down to it first, and ink under SMALL px tall is enlarged (so HxW is not
+    always the file's size).
     """
     return _load(path)[0]
 
@@ -67,7 +69,22 @@ def _load(path):
     ink = page_to_ink(gray)
     if ink is None:
         raise InputError(path, "no digit found (blank image)")
-    return ink, size
+    return _upscaled(ink), size
+
+
+def _upscaled(ink: np.ndarray) -> np.ndarray:
+    """Ink less than SMALL px tall, enlarged (bicubic) by the least whole factor that makes
+    it SMALL or taller, so that a number 12-16 px high is cut into digits on a finer grid
+    (a 28 px MNIST file is read as it is). Chosen on MNIST validation digits (the recipe's
+    last 5,000): numbers 12-16 px high 83.7% -> 85.2% exact (600) and 84.5% -> 87.1% (1,200
+    more); numbers of 8 and 16 px cells side by side +0.3 to +2.3 points; lone 8 px scans
+    and stretched 16 px cells +0.2 to +0.7 points."""
+    factor = math.ceil(SMALL / ink.shape[0])
+    if factor <= 1:
+        return ink
+    size = (ink.shape[1] * factor, ink.shape[0] * factor)
+    big = Image.fromarray(ink, "F").resize(size, Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(big), 0, 1)
 
 
 def _decode(path: Path):
