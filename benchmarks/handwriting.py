@@ -11,11 +11,11 @@ digit is stretched to fill, thick marker, thin pen, a sheet on a dark table), ev
 one in the other polarity. For each: accuracy, agreement with the answer on the original
 digit, and the accuracy a plain resize to 28x28 would get. Numbers: 2-6 MNIST test digits
 in a row, gaps from -10% (overlapping) to 40% of a digit's width, vertical jitter, either
-polarity, 32-300 px high: digits right and numbers exactly right; then small numbers: such
-a number 12-16 px high, and low-resolution cells joined edge to edge (8 and 16 px scans, 16
-px cells the digit is stretched to fill, grey and 1-bit), as forms and small datasets store
-them. Last, the time to read a 6-digit
-number image on one thread.
+polarity, 32-300 px high: digits right and numbers exactly right. Then more numbers: such
+numbers underlined or on ruled paper, or 12-16 px high, and low-resolution cells joined
+edge to edge (8 and 16 px scans, 16 px cells the digit is stretched to fill, grey and
+1-bit), as forms and small datasets store them. Last, the time to read a 6-digit number
+image on one thread.
 """
 
 import argparse
@@ -188,10 +188,33 @@ def number_image(digits, k, rng):
     return polarity(resize(row, int(rng.integers(HEIGHTS[0], HEIGHTS[1] + 1))), k)
 
 
-# Small numbers: one 12-16 px high image, and numbers as forms and low-resolution datasets
-# store them, one cell per digit joined edge to edge (a stretched digit's ink touches its
-# neighbour's).
+def on_lines(row, k, rng, ruled):
+    """A number (ink bright) underlined, or on ruled paper sitting on a line (lines 1.0-1.3
+    of its height apart), lines 1-3% of its height thick and 35-100% as dark as the ink."""
+    h, w = row.shape
+    pad = h // 2
+    page = np.pad(row, pad)
+    thick = max(1, round(h * rng.uniform(0.01, 0.03)))
+    shade = np.uint8(rng.uniform(0.35, 1.0) * 255)
+    if ruled:  # the digits' bottom is about 85% down the number image (its margin)
+        spacing = int(h * rng.uniform(1.0, 1.3))
+        base = pad + int(0.85 * h) + int(rng.integers(-thick, thick + 1))
+        for y in range(base % spacing, page.shape[0] - thick, spacing):
+            page[y:y + thick] = np.maximum(page[y:y + thick], shade)
+    else:
+        y = pad + h - thick
+        page[y:y + thick, pad // 2:-(pad // 2)] = np.maximum(
+            page[y:y + thick, pad // 2:-(pad // 2)], shade)
+    return polarity(page, k)
+
+
+# More numbers: underlined or on ruled paper; one 12-16 px high image; and numbers as forms
+# and low-resolution datasets store them, one cell per digit joined edge to edge (a
+# stretched digit's ink touches its neighbour's).
 SMALL_NUMBERS = {
+    "underlined": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, ruled=False),
+    "on ruled paper, sitting on a line": lambda ds, k, rng: on_lines(
+        number_image(ds, 0, rng), k, rng, ruled=True),
     "one image 12-16 px high": lambda ds, k, rng: resize(
         number_image(ds, k, rng), int(rng.integers(12, 17))),
     "8 px scans, 17 grey levels": lambda ds, k, rng: polarity(
@@ -258,7 +281,7 @@ with tempfile.TemporaryDirectory() as tmp:
         exact = np.mean([r[2] for r in rows])
         print(f"| {n} digits | {right / total:.1%} | {exact:.1%} | {len(rows)} |")
 
-    print("\n| small numbers (2-6 digits) | digits right | exactly right | numbers |")
+    print("\n| more numbers (2-6 digits) | digits right | exactly right | numbers |")
     print("|---|---|---|---|")
     for title, render in SMALL_NUMBERS.items():
         rng = np.random.default_rng(3)

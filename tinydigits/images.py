@@ -473,6 +473,9 @@ TALL = 0.8  # a piece this tall for its run is a digit's full height: two such a
 FULL = 0.7  # a run shorter than this share of the tallest piece is suspect as a digit alone
 ONE = 1.25  # ink this wide for its height may be one digit (MNIST: 1% of digits are wider)
 NARROW = 0.45  # a box narrower than this many row heights is a 1 (or a piece)
+LINE_SPAN = 0.5  # a horizontal run of ink across half the image may be a ruled line or an
+LINE = 2.0  # underline, if it is also twice as long as the tallest piece left without it
+LINE_THIN = 0.1  # ...and no thicker than a tenth of its length (a stretched 1 is a block)
 CUTS = 5  # candidate cuts tried per box when a classifier chooses
 DECISIVE = 0.99  # ...and the first cut giving both halves this much is taken at once
 
@@ -516,6 +519,9 @@ def _digits(ink, score):
     ink = np.clip(np.asarray(ink, dtype=np.float32), 0, 1)
     if ink.ndim != 2 or not (ink > INK).any():
         raise ValueError("no digit found")
+    ink = _without_lines(ink)
+    if not (ink > INK).any():
+        raise ValueError("no digit found (only lines)")
     rows = np.flatnonzero((ink > INK).any(1))
     k = max(1, math.ceil((rows[-1] - rows[0] + 1) / ROW_PX))  # ink px per cell
     cells = _cells(ink, k)
@@ -557,6 +563,51 @@ def _digits(ink, score):
         found += [((x0 + a, y0 + b, x0 + c, y0 + d), digit)
                   for (a, b, c, d), digit in _split(part, height * k, typical * k, lone, score)]
     return found
+
+
+def _without_lines(ink: np.ndarray) -> np.ndarray:
+    """`ink` without the ruled lines and underlines running through or under a number.
+
+    A line: horizontal runs of ink across LINE_SPAN of the image, at most LINE_THIN of their
+    length thick, and LINE times as long as the tallest piece left once they are gone (so a
+    7's bar or a lone digit's stroke is never one). Where a digit's stroke crosses or
+    touches the line (ink within the line's thickness above or below), the line's pixels
+    stay; the rest go, with their faint edges. A number on ruled paper or underlined was
+    read as one or two wrong digits.
+    """
+    mask = ink > INK
+    runs = _row_runs(mask)
+    line = runs >= LINE_SPAN * mask.shape[1]
+    if not line.any():
+        return ink
+    length, thick = int(runs[line].max()), int(_row_runs(line.T).max())
+    if thick > LINE_THIN * length:
+        return ink
+    rest = mask & ~line
+    near = np.zeros_like(mask)  # other ink just above or below: a stroke meets the line there
+    for shift in range(1, thick + 2):
+        near[shift:] |= rest[:-shift]
+        near[:-shift] |= rest[shift:]
+    cut = line & ~near
+    labels, n = _components(mask & ~cut)
+    if n and length < LINE * max(ys.stop - ys.start for ys, _ in _slices(labels, n)):
+        return ink
+    out = ink.copy()
+    out[(_max_filter(cut.astype(np.float32), 3) > 0) & ~rest] = 0
+    return out
+
+
+def _row_runs(mask: np.ndarray) -> np.ndarray:
+    """The length of the horizontal run of True each pixel of `mask` is in (0 where False)."""
+    h, w = mask.shape
+    flat = np.zeros((h, w + 1), bool)  # a False column ends every row's last run
+    flat[:, :w] = mask
+    flat = flat.ravel()
+    starts = flat & ~np.concatenate([[False], flat[:-1]])
+    ids = np.cumsum(starts, dtype=np.int32) * flat
+    lengths = np.bincount(ids).astype(np.int32)
+    lengths[0] = 0
+    return lengths[ids].reshape(h, w + 1)[:, :w]
 
 
 def _rejoin(pieces, height, sure):
