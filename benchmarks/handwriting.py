@@ -12,10 +12,10 @@ one in the other polarity. For each: accuracy, agreement with the answer on the 
 digit, and the accuracy a plain resize to 28x28 would get. Numbers: 2-6 MNIST test digits
 in a row, gaps from -10% (overlapping) to 40% of a digit's width, vertical jitter, either
 polarity, 32-300 px high: digits right and numbers exactly right. Then more numbers: such
-numbers underlined or on ruled paper, or 12-16 px high, and low-resolution cells joined
-edge to edge (8 and 16 px scans, 16 px cells the digit is stretched to fill, grey and
-1-bit), as forms and small datasets store them. Last, the time to read a 6-digit number
-image on one thread.
+numbers underlined, on ruled or squared paper, in a box, or 12-16 px high, and
+low-resolution cells joined edge to edge (8 and 16 px scans, 16 px cells the digit is
+stretched to fill, grey and 1-bit), as forms and small datasets store them. Last, the time
+to read a 6-digit number image on one thread.
 """
 
 import argparse
@@ -188,33 +188,45 @@ def number_image(digits, k, rng):
     return polarity(resize(row, int(rng.integers(HEIGHTS[0], HEIGHTS[1] + 1))), k)
 
 
-def on_lines(row, k, rng, ruled):
-    """A number (ink bright) underlined, or on ruled paper sitting on a line (lines 1.0-1.3
-    of its height apart), lines 1-3% of its height thick and 35-100% as dark as the ink."""
+def on_lines(row, k, rng, kind):
+    """A number (ink bright) underlined, on ruled paper sitting on a line (lines 1.0-1.3 of
+    its height apart), on squared paper (squares a third to a half of its height), or in a
+    box; lines 1-3% of its height thick and 35-100% as dark as the ink."""
     h, w = row.shape
     pad = h // 2
     page = np.pad(row, pad)
     thick = max(1, round(h * rng.uniform(0.01, 0.03)))
     shade = np.uint8(rng.uniform(0.35, 1.0) * 255)
-    if ruled:  # the digits' bottom is about 85% down the number image (its margin)
-        spacing = int(h * rng.uniform(1.0, 1.3))
+    rows, columns = [], []
+    if kind == "underlined":
+        rows = [(pad + h - thick, slice(pad // 2, -(pad // 2)))]
+    elif kind == "boxed":
+        m = pad // 3
+        rows = [(m, slice(m, -m)), (page.shape[0] - m - thick, slice(m, -m))]
+        columns = [(m, slice(m, -m)), (page.shape[1] - m - thick, slice(m, -m))]
+    else:  # ruled: the digits' bottom is about 85% down the number image (its margin)
+        step = int(h * (rng.uniform(1.0, 1.3) if kind == "ruled" else rng.uniform(0.33, 0.5)))
         base = pad + int(0.85 * h) + int(rng.integers(-thick, thick + 1))
-        for y in range(base % spacing, page.shape[0] - thick, spacing):
-            page[y:y + thick] = np.maximum(page[y:y + thick], shade)
-    else:
-        y = pad + h - thick
-        page[y:y + thick, pad // 2:-(pad // 2)] = np.maximum(
-            page[y:y + thick, pad // 2:-(pad // 2)], shade)
+        rows = [(y, slice(None)) for y in range(base % step, page.shape[0] - thick, step)]
+        if kind == "squared":
+            columns = [(x, slice(None)) for x in range(int(rng.integers(0, step)),
+                                                       page.shape[1] - thick, step)]
+    for y, span in rows:
+        page[y:y + thick, span] = np.maximum(page[y:y + thick, span], shade)
+    for x, span in columns:
+        page[span, x:x + thick] = np.maximum(page[span, x:x + thick], shade)
     return polarity(page, k)
 
 
-# More numbers: underlined or on ruled paper; one 12-16 px high image; and numbers as forms
-# and low-resolution datasets store them, one cell per digit joined edge to edge (a
-# stretched digit's ink touches its neighbour's).
+# More numbers: underlined, on ruled or squared paper, in a box; one 12-16 px high image;
+# and numbers as forms and low-resolution datasets store them, one cell per digit joined
+# edge to edge (a stretched digit's ink touches its neighbour's).
 SMALL_NUMBERS = {
-    "underlined": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, ruled=False),
+    "underlined": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, "underlined"),
     "on ruled paper, sitting on a line": lambda ds, k, rng: on_lines(
-        number_image(ds, 0, rng), k, rng, ruled=True),
+        number_image(ds, 0, rng), k, rng, "ruled"),
+    "on squared paper": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, "squared"),
+    "in a box": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, "boxed"),
     "one image 12-16 px high": lambda ds, k, rng: resize(
         number_image(ds, k, rng), int(rng.integers(12, 17))),
     "8 px scans, 17 grey levels": lambda ds, k, rng: polarity(

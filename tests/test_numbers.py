@@ -121,25 +121,32 @@ def test_digits_in_cells_joined_edge_to_edge_are_read(one_bit, test_digits, clas
 
 
 def lined(image, kind, rng):
-    """`image` (dark ink on light paper) underlined, or on ruled paper: lines across it, as
-    dark as 35-100% of the ink, 1-3% of the image's height thick."""
+    """`image` (dark ink on light paper) underlined, on ruled or squared paper, or in a box:
+    lines as dark as 35-100% of the ink, 1-3% of the image's height thick."""
     pad = image.shape[0] // 4
     page = Image.fromarray(np.pad(image, pad, constant_values=255))
     draw, (w, h) = ImageDraw.Draw(page), page.size
     width, shade = max(1, round(h * rng.uniform(0.01, 0.03))), int(rng.uniform(0, 165))
-    rows = [h - pad - 1] if kind == "underlined" else range(int(rng.integers(2, pad)), h, pad)
-    start = pad // 2 if kind == "underlined" else 0
-    for y in rows:
-        draw.line([(start, y), (w - 1 - start, y)], fill=shade, width=width)
+    if kind == "underlined":
+        draw.line([(pad // 2, h - pad - 1), (w - 1 - pad // 2, h - pad - 1)], fill=shade,
+                  width=width)
+    elif kind == "boxed":
+        draw.rectangle([pad // 3, pad // 3, w - 1 - pad // 3, h - 1 - pad // 3], outline=shade,
+                       width=width)
+    else:  # ruled: lines a quarter of the image apart; squared: columns too
+        for y in range(int(rng.integers(2, pad)), h, pad):
+            draw.line([(0, y), (w - 1, y)], fill=shade, width=width)
+        for x in range(int(rng.integers(2, pad)), w, pad) if kind == "squared" else []:
+            draw.line([(x, 0), (x, h - 1)], fill=shade, width=width)
     return page
 
 
-@pytest.mark.parametrize("kind", ["underlined", "ruled"])
+@pytest.mark.parametrize("kind", ["underlined", "ruled", "squared", "boxed"])
 def test_a_number_on_lines_is_read_without_them(kind, test_digits, classifier, tmp_path):
-    """Lines longer than twice the tallest digit are taken out before the number is cut
-    (`images._without_lines`). Measured on these 60 numbers, exactly right: underlined 58,
-    on ruled paper 57; before lines were taken out, 6 and 0 (the line joined every digit
-    into one piece)."""
+    """Lines are taken out before the number is cut (`images._without_lines`). Measured on
+    these 60 numbers, exactly right: underlined 58, on ruled paper 57, on squared paper 54,
+    in a box 58; before lines were taken out, 6, 0, 0 and 0 (the lines joined every digit
+    into one piece), and before vertical lines were, 58, 57, 0 and 0."""
     x_test, y_test = test_digits
     rng = np.random.default_rng(11)
     right, misses = 0, []
@@ -151,7 +158,7 @@ def test_a_number_on_lines_is_read_without_them(kind, test_digits, classifier, t
         got, _ = read(tmp_path / "lined.png", classifier)
         right += got == truth
         misses += [] if got == truth else [f"{truth}->{got}"]
-    assert right >= 54, misses
+    assert right >= {"squared": 50}.get(kind, 54), misses
 
 
 def test_the_classifier_gives_two_touching_digits_no_class(test_digits, classifier):

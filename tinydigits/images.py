@@ -473,8 +473,8 @@ TALL = 0.8  # a piece this tall for its run is a digit's full height: two such a
 FULL = 0.7  # a run shorter than this share of the tallest piece is suspect as a digit alone
 ONE = 1.25  # ink this wide for its height may be one digit (MNIST: 1% of digits are wider)
 NARROW = 0.45  # a box narrower than this many row heights is a 1 (or a piece)
-LINE_SPAN = 0.5  # a horizontal run of ink across half the image may be a ruled line or an
-LINE = 2.0  # underline, if it is also twice as long as the tallest piece left without it
+LINE_SPAN = 0.5  # a run of ink across half the image may be a ruled line, an underline or
+LINE = 2.0  # a box's side, if it is also twice as long as the tallest piece left without it
 LINE_THIN = 0.1  # ...and no thicker than a tenth of its length (a stretched 1 is a block)
 CUTS = 5  # candidate cuts tried per box when a classifier chooses
 DECISIVE = 0.99  # ...and the first cut giving both halves this much is taken at once
@@ -566,35 +566,94 @@ def _digits(ink, score):
 
 
 def _without_lines(ink: np.ndarray) -> np.ndarray:
-    """`ink` without the ruled lines and underlines running through or under a number.
+    """`ink` without the lines of ruled or squared paper, underlines and boxes round a number.
 
-    A line: horizontal runs of ink across LINE_SPAN of the image, at most LINE_THIN of their
-    length thick, and LINE times as long as the tallest piece left once they are gone (so a
-    7's bar or a lone digit's stroke is never one). Where a digit's stroke crosses or
-    touches the line (ink within the line's thickness above or below), the line's pixels
-    stay; the rest go, with their faint edges. A number on ruled paper or underlined was
-    read as one or two wrong digits.
+    A line: runs of ink across LINE_SPAN of the image (rows for a horizontal line, columns
+    for a vertical one), at most LINE_THIN of their length thick. A horizontal one must be
+    LINE times as long as the tallest piece left once the lines are gone (so a 7's bar is
+    never one); a vertical one must reach from the highest horizontal line taken out to the
+    lowest, with two or more of them a digit's height apart (a box's sides, squared paper;
+    a 1 between ruled lines does not). Where a
+    digit's stroke crosses or touches a line (ink within the line's thickness on either
+    side), its pixels stay; the rest go, with their faint edges. A number on lined paper was
+    read as one or two wrong digits, on squared paper as a row of 1s.
     """
     mask = ink > INK
-    runs = _row_runs(mask)
-    line = runs >= LINE_SPAN * mask.shape[1]
-    if not line.any():
+    across, down = _lines(mask), _lines(mask.T)
+    if across is None and down is None:
         return ink
-    length, thick = int(runs[line].max()), int(_row_runs(line.T).max())
-    if thick > LINE_THIN * length:
-        return ink
-    rest = mask & ~line
-    near = np.zeros_like(mask)  # other ink just above or below: a stroke meets the line there
-    for shift in range(1, thick + 2):
-        near[shift:] |= rest[:-shift]
-        near[:-shift] |= rest[shift:]
-    cut = line & ~near
-    labels, n = _components(mask & ~cut)
-    if n and length < LINE * max(ys.stop - ys.start for ys, _ in _slices(labels, n)):
+    rest = mask.copy()  # the ink that is no line
+    for found, t in ((across, False), (down, True)):
+        if found is not None:
+            rest &= ~(found[0].T if t else found[0])
+    cuts = []  # (pixels to go, the lines' length, vertical?)
+    for found, t in ((across, False), (down, True)):
+        if found is not None:
+            line, length, thick = found
+            other = rest.T if t else rest
+            near = np.zeros_like(other)  # other ink just above or below: a stroke meets it
+            for shift in range(1, thick + 2):
+                near[shift:] |= other[:-shift]
+                near[:-shift] |= other[shift:]
+            cut = line & ~near
+            cuts.append((cut.T if t else cut, length, t))
+    across_cut = next((c[:2] for c in cuts if not c[2]), None)
+    if across_cut is None:
+        return ink  # vertical runs alone are 1s
+    cut = _grid(mask, cuts)  # squared paper, a box: every digit may touch a vertical line
+    if cut is None:  # ruled paper, an underline: the digits stand clear of the lines
+        pixels, length = across_cut
+        if down is not None:  # vertical runs stay whole where they cross (a 1 on a line)
+            pixels = pixels & ~down[0].T
+        tallest = _tallest(mask & ~pixels)
+        if tallest and length < LINE * tallest:
+            return ink
+        cut = pixels
+    if not cut.any():
         return ink
     out = ink.copy()
     out[(_max_filter(cut.astype(np.float32), 3) > 0) & ~rest] = 0
     return out
+
+
+def _grid(mask, cuts):
+    """The pixels of a box's or squared paper's lines (`_without_lines`' `cuts`), or None:
+    horizontal lines LINE times as long as the tallest piece left without any line, and
+    vertical lines from the highest of them to the lowest, two or more, at least as far
+    apart as that piece is tall (a crossed 7's stem alone is not a box)."""
+    tallest = _tallest(mask & ~np.logical_or.reduce([c for c, _, _ in cuts]))
+    across = next(c for c in cuts if not c[2])
+    down = next((c for c in cuts if c[2]), None)
+    if not tallest or down is None or across[1] < LINE * tallest:
+        return None
+    rows = np.flatnonzero(across[0].any(axis=1))
+    if rows[-1] - rows[0] < tallest:
+        return None
+    tolerance = max(2, (rows[-1] - rows[0]) // 20)
+    top = np.argmax(down[0], axis=0)
+    bottom = len(down[0]) - 1 - np.argmax(down[0][::-1], axis=0)
+    columns = down[0].any(axis=0) & (top <= rows[0] + tolerance) & (bottom >= rows[-1] - tolerance)
+    starts = np.flatnonzero(columns & ~np.concatenate([[False], columns[:-1]]))
+    if len(starts) < 2 or starts[-1] - starts[0] < tallest:
+        return None
+    return across[0] | (down[0] & columns)
+
+
+def _lines(mask: np.ndarray):
+    """Horizontal runs of `mask` across LINE_SPAN of its width and thin: (those pixels, the
+    longest run, its thickness), or None."""
+    runs = _row_runs(mask)
+    line = runs >= LINE_SPAN * mask.shape[1]
+    if not line.any():
+        return None
+    length, thick = int(runs[line].max()), int(_row_runs(line.T).max())
+    return None if thick > LINE_THIN * length else (line, length, thick)
+
+
+def _tallest(mask: np.ndarray) -> int:
+    """The height in px of the tallest 8-connected piece of `mask` (0 if none)."""
+    labels, n = _components(mask)
+    return max((ys.stop - ys.start for ys, _ in _slices(labels, n)), default=0)
 
 
 def _row_runs(mask: np.ndarray) -> np.ndarray:
