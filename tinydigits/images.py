@@ -642,6 +642,8 @@ def _grid(mask, cuts):
 def _lines(mask: np.ndarray):
     """Horizontal runs of `mask` across LINE_SPAN of its width and thin: (those pixels, the
     longest run, its thickness), or None."""
+    if mask.sum(axis=1).max() < LINE_SPAN * mask.shape[1]:
+        return None  # no row holds that much ink: no line (most numbers, at little cost)
     runs = _row_runs(mask)
     line = runs >= LINE_SPAN * mask.shape[1]
     if not line.any():
