@@ -250,6 +250,21 @@ def read(path):
 
 
 (_, _), (x_test, y_test) = load_mnist()
+
+
+def numbers_read(render, seed, tmp):
+    """[(digits right, digits, exactly right)] for `args.numbers` numbers of 2-6 MNIST test
+    digits, each drawn by `render(digits, k, rng)`, written to a file and read back."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(args.numbers):
+        n = 2 + k % 5
+        idx = rng.integers(0, len(x_test), n)
+        path = Path(tmp) / f"n{k}.png"
+        Image.fromarray(render(x_test[idx], k, rng)).save(path)
+        truth, got = "".join(map(str, y_test[idx])), read(path)
+        rows.append((max(0, n - edit_distance(truth, got)), n, got == truth))
+    return rows
 pick = np.linspace(0, len(x_test) - 1, args.digits).astype(int)
 rng = np.random.default_rng(0)
 reference = None
@@ -277,16 +292,9 @@ with tempfile.TemporaryDirectory() as tmp:
 
     print("\n| numbers (2-6 digits) | digits right | exactly right | numbers |")
     print("|---|---|---|---|")
-    rng = np.random.default_rng(1)
     by_length = {}
-    for k in range(args.numbers):
-        n = 2 + k % 5
-        idx = rng.integers(0, len(x_test), n)
-        path = Path(tmp) / f"n{k}.png"
-        Image.fromarray(number_image(x_test[idx], k, rng)).save(path)
-        truth, got = "".join(map(str, y_test[idx])), read(path)
-        right = max(0, n - edit_distance(truth, got))
-        by_length.setdefault(n, []).append((right, n, got == truth))
+    for row in numbers_read(number_image, 1, tmp):
+        by_length.setdefault(row[1], []).append(row)
     every = [r for rows in by_length.values() for r in rows]
     for n, rows in [*sorted(by_length.items()), ("all", every)]:
         right, total = sum(r[0] for r in rows), sum(r[1] for r in rows)
@@ -296,16 +304,7 @@ with tempfile.TemporaryDirectory() as tmp:
     print("\n| more numbers (2-6 digits) | digits right | exactly right | numbers |")
     print("|---|---|---|---|")
     for title, render in SMALL_NUMBERS.items():
-        rng = np.random.default_rng(3)
-        right = total = exact = 0
-        for k in range(args.numbers):
-            n = 2 + k % 5
-            idx = rng.integers(0, len(x_test), n)
-            path = Path(tmp) / f"c{k}.png"
-            Image.fromarray(render(x_test[idx], k, rng)).save(path)
-            truth, got = "".join(map(str, y_test[idx])), read(path)
-            right, total = right + max(0, n - edit_distance(truth, got)), total + n
-            exact += got == truth
+        right, total, exact = np.sum(numbers_read(render, 3, tmp), axis=0)
         print(f"| {title} | {right / total:.1%} | {exact / args.numbers:.1%} | {args.numbers} |",
               flush=True)
 
