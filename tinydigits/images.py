@@ -573,10 +573,10 @@ def _without_lines(ink: np.ndarray) -> np.ndarray:
     LINE times as long as the tallest piece left once the lines are gone (so a 7's bar is
     never one); a vertical one must reach from the highest horizontal line taken out to the
     lowest, with two or more of them a digit's height apart (a box's sides, squared paper;
-    a 1 between ruled lines does not). Where a
-    digit's stroke crosses or touches a line (ink within the line's thickness on either
-    side), its pixels stay; the rest go, with their faint edges. A number on lined paper was
-    read as one or two wrong digits, on squared paper as a row of 1s.
+    a 1 between ruled lines does not). Where a digit's stroke crosses or touches a line (ink
+    within the line's thickness on either side), its pixels stay; the rest go, with their
+    faint edges. A number on lined paper was read as one or two wrong digits, on squared
+    paper as a row of 1s.
     """
     mask = ink > INK
     across, down = _lines(mask), _lines(mask.T)
@@ -591,7 +591,7 @@ def _without_lines(ink: np.ndarray) -> np.ndarray:
         if found is not None:
             line, length, thick = found
             other = rest.T if t else rest
-            near = np.zeros_like(other)  # other ink just above or below: a stroke meets it
+            near = np.zeros_like(other)  # other ink on either side: a stroke meets the line
             for shift in range(1, thick + 2):
                 near[shift:] |= other[:-shift]
                 near[:-shift] |= other[shift:]
