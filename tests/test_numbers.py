@@ -273,9 +273,18 @@ def specks(path):
     Image.fromarray(page).save(path)
 
 
+def ruled_page(path):
+    """A page of ruled paper with nothing written on it."""
+    page = Image.new("L", (400, 300), 235)
+    for y in range(30, 300, 60):
+        ImageDraw.Draw(page).line([(0, y), (399, y)], fill=120, width=2)
+    page.save(path)
+
+
 REFUSED = {
     "no digit found (blank image)": lambda p: Image.new("L", (300, 200), 240).save(p),
     "no digit found (only specks)": specks,
+    "no digit found (only lines)": ruled_page,
     "image is 1x1 px; need at least 8x8": lambda p: Image.new("L", (1, 1)).save(p),
 }
 
