@@ -12,10 +12,10 @@ one in the other polarity. For each: accuracy, agreement with the answer on the 
 digit, and the accuracy a plain resize to 28x28 would get. Numbers: 2-6 MNIST test digits
 in a row, gaps from -10% (overlapping) to 40% of a digit's width, vertical jitter, either
 polarity, 32-300 px high: digits right and numbers exactly right. Then more numbers: such
-numbers underlined, on ruled or squared paper, in a box, or 12-16 px high, and
-low-resolution cells joined edge to edge (8 and 16 px scans, 16 px cells the digit is
-stretched to fill, grey and 1-bit), as forms and small datasets store them. Last, the time
-to read a 6-digit number image on one thread.
+numbers underlined, on ruled or squared paper, in a box, in two groups with a hyphen or a
+dot between them, or 12-16 px high, and low-resolution cells joined edge to edge (8 and 16
+px scans, 16 px cells the digit is stretched to fill, grey and 1-bit), as forms and small
+datasets store them. Last, the time to read a 6-digit number image on one thread.
 """
 
 import argparse
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tinydigits.cli import read_image
 from tinydigits.datasets import load_mnist
@@ -218,6 +218,18 @@ def on_lines(row, k, rng, kind):
     return polarity(page, k)
 
 
+def marked(ds, k, rng, mark):
+    """The digits in two groups, 100 px high, a hyphen or a dot between them (555-1234)."""
+    cut = max(1, len(ds) // 2)
+    groups = [resize(number_image(part, 0, rng), 100) for part in (ds[:cut], ds[cut:])]
+    gap = Image.new("L", (50, 100))
+    if mark == "hyphen":
+        ImageDraw.Draw(gap).line([(12, 50), (38, 50)], fill=255, width=7)
+    else:
+        ImageDraw.Draw(gap).ellipse([18, 72, 32, 86], fill=255)
+    return polarity(np.hstack([groups[0], np.asarray(gap), groups[1]]), k)
+
+
 # More numbers: underlined, on ruled or squared paper, in a box; one 12-16 px high image;
 # and numbers as forms and low-resolution datasets store them, one cell per digit joined
 # edge to edge (a stretched digit's ink touches its neighbour's).
@@ -227,6 +239,8 @@ SMALL_NUMBERS = {
         number_image(ds, 0, rng), k, rng, "ruled"),
     "on squared paper": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, "squared"),
     "in a box": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, "boxed"),
+    "a hyphen between two groups": lambda ds, k, rng: marked(ds, k, rng, "hyphen"),
+    "a dot between two groups": lambda ds, k, rng: marked(ds, k, rng, "dot"),
     "one image 12-16 px high": lambda ds, k, rng: resize(
         number_image(ds, k, rng), int(rng.integers(12, 17))),
     "8 px scans, 17 grey levels": lambda ds, k, rng: polarity(

@@ -473,6 +473,7 @@ TALL = 0.8  # a piece this tall for its run is a digit's full height: two such a
 FULL = 0.7  # a run shorter than this share of the tallest piece is suspect as a digit alone
 ONE = 1.25  # ink this wide for its height may be one digit (MNIST: 1% of digits are wider)
 NARROW = 0.45  # a box narrower than this many row heights is a 1 (or a piece)
+SEPARATOR = 0.35  # a piece less tall than this many row heights is no digit: a hyphen, a dot
 LINE_SPAN = 0.5  # a run of ink across half the image may be a ruled line, an underline or
 LINE = 2.0  # a box's side, if it is also twice as long as the tallest piece left without it
 LINE_THIN = 0.1  # ...and no thicker than a tenth of its length (a stretched 1 is a block)
@@ -555,6 +556,8 @@ def _digits(ink, score):
 
     if score is not None and len(pieces) > 1:
         pieces = _rejoin(pieces, height, sure)
+    digits = [p for p in pieces if p[3] - p[1] >= SEPARATOR * height]
+    pieces = digits or pieces  # a hyphen, a dot: far shorter than the row's digits
     widths = [p[2] - p[0] for p in pieces if p[2] - p[0] >= NARROW * height]
     typical = np.median(widths) if len(widths) >= 2 else np.inf  # a digit's width in this row
     found, lone = [], len(pieces) == 1
