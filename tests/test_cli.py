@@ -45,6 +45,11 @@ def bad_files(tmp_path):
         paths[tmp_path / name] = reason
     Image.new("L", (1, 1), 255).save(tmp_path / "tiny.png")
     paths[tmp_path / "tiny.png"] = "1x1"
+    bands = np.full((10, 162), 102, np.uint8)  # three grey bands, found by fuzzing: the
+    bands[2:7] = 19  # "sheet" on the "table" held no paper, and NumPy printed warnings
+    bands[7:9, 15:148], bands[9, 81:148] = 167, 167
+    Image.fromarray(bands).save(tmp_path / "bands.png")
+    paths[tmp_path / "bands.png"] = "no digit found"
     (tmp_path / "folder").mkdir()
     paths[tmp_path / "folder"] = "directory"
     paths[tmp_path / "missing.png"] = "no such file"

@@ -225,6 +225,8 @@ def page_to_ink(gray: np.ndarray):
     paper = bright == paper_is_bright
     if inside is not None:
         paper &= inside
+    if not paper.any():
+        return None  # a "sheet" with no paper on it (bands of three greys): nothing written
     surface = _fit_paper(gray, paper)
     sigma = _noise(gray, bright)
     ink = gray - surface if not paper_is_bright else surface - gray
@@ -298,6 +300,8 @@ def _fit_paper(gray, paper):
     x = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
     step = max(1, math.isqrt(h * w // (4 * FIT_POINTS)))  # a grid first: no 1e6 indices
     rows, cols = (i * step for i in np.nonzero(paper[::step, ::step]))
+    if not len(rows):  # the paper is thinner than the grid's step: all of it
+        rows, cols = np.nonzero(paper)
     if len(rows) > FIT_POINTS:  # a random sample fits as well, and 10x faster on a photo
         pick = np.random.default_rng(0).choice(len(rows), FIT_POINTS, replace=False)
         rows, cols = rows[pick], cols[pick]
