@@ -100,10 +100,14 @@ def as_scanned(d, side, levels=256):
     return (np.round(np.asarray(frame) / step) * step).astype(np.uint8)
 
 
+def stretched(d, side):
+    """A form's cell: the tight digit stretched to fill side x side px."""
+    return np.asarray(Image.fromarray(tight(d)).resize((side, side), Image.BOX))
+
+
 def form_cell(d, side):
-    """A form's cell: the tight digit stretched to fill side x side px, then 1-bit."""
-    cell = np.asarray(Image.fromarray(tight(d)).resize((side, side), Image.BOX))
-    return ((cell > 127) * 255).astype(np.uint8)
+    """A form's cell, 1-bit."""
+    return ((stretched(d, side) > 127) * 255).astype(np.uint8)
 
 
 def scan(d, side, k, rng):
@@ -233,7 +237,7 @@ def marked(ds, k, rng, mark):
 # More numbers: underlined, on ruled or squared paper, in a box; one 12-16 px high image;
 # and numbers as forms and low-resolution datasets store them, one cell per digit joined
 # edge to edge (a stretched digit's ink touches its neighbour's).
-SMALL_NUMBERS = {
+MORE_NUMBERS = {
     "underlined": lambda ds, k, rng: on_lines(number_image(ds, 0, rng), k, rng, "underlined"),
     "on ruled paper, sitting on a line": lambda ds, k, rng: on_lines(
         number_image(ds, 0, rng), k, rng, "ruled"),
@@ -246,8 +250,8 @@ SMALL_NUMBERS = {
     "8 px scans, 17 grey levels": lambda ds, k, rng: polarity(
         np.hstack([as_scanned(d, 8, levels=17) for d in ds]), k),
     "16 px scans": lambda ds, k, rng: polarity(np.hstack([as_scanned(d, 16) for d in ds]), k),
-    "16 px cells, stretched to fill them": lambda ds, k, rng: polarity(np.hstack([np.asarray(
-        Image.fromarray(tight(d)).resize((16, 16), Image.BOX)) for d in ds]), k),
+    "16 px cells, stretched to fill them": lambda ds, k, rng: polarity(
+        np.hstack([stretched(d, 16) for d in ds]), k),
     "1-bit 16 px cells, stretched to fill them": lambda ds, k, rng: polarity(
         np.hstack([form_cell(d, 16) for d in ds]), k),
 }
@@ -263,9 +267,6 @@ def read(path):
         return ""
 
 
-(_, _), (x_test, y_test) = load_mnist()
-
-
 def numbers_read(render, seed, tmp):
     """[(digits right, digits, exactly right)] for `args.numbers` numbers of 2-6 MNIST test
     digits, each drawn by `render(digits, k, rng)`, written to a file and read back."""
@@ -279,6 +280,9 @@ def numbers_read(render, seed, tmp):
         truth, got = "".join(map(str, y_test[idx])), read(path)
         rows.append((max(0, n - edit_distance(truth, got)), n, got == truth))
     return rows
+
+
+(_, _), (x_test, y_test) = load_mnist()
 pick = np.linspace(0, len(x_test) - 1, args.digits).astype(int)
 rng = np.random.default_rng(0)
 reference = None
@@ -317,7 +321,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
     print("\n| more numbers (2-6 digits) | digits right | exactly right | numbers |")
     print("|---|---|---|---|")
-    for title, render in SMALL_NUMBERS.items():
+    for title, render in MORE_NUMBERS.items():
         right, total, exact = np.sum(numbers_read(render, 3, tmp), axis=0)
         print(f"| {title} | {right / total:.1%} | {exact / args.numbers:.1%} | {args.numbers} |",
               flush=True)

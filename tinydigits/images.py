@@ -586,34 +586,19 @@ def _without_lines(ink: np.ndarray) -> np.ndarray:
     paper as a row of 1s.
     """
     mask = ink > INK
-    across, down = _lines(mask), _lines(mask.T)
-    if across is None and down is None:
-        return ink
-    rest = mask.copy()  # the ink that is no line
-    for found, t in ((across, False), (down, True)):
-        if found is not None:
-            rest &= ~(found[0].T if t else found[0])
-    cuts = []  # (pixels to go, the lines' length, vertical?)
-    for found, t in ((across, False), (down, True)):
-        if found is not None:
-            line, length, thick = found
-            other = rest.T if t else rest
-            near = np.zeros_like(other)  # other ink on either side: a stroke meets the line
-            for shift in range(1, thick + 2):
-                near[shift:] |= other[:-shift]
-                near[:-shift] |= other[shift:]
-            cut = line & ~near
-            cuts.append((cut.T if t else cut, length, t))
-    across_cut = next((c[:2] for c in cuts if not c[2]), None)
-    if across_cut is None:
+    across = _lines(mask)
+    if across is None:
         return ink  # vertical runs alone are 1s
-    cut = _grid(mask, cuts)  # squared paper, a box: every digit may touch a vertical line
-    if cut is None:  # ruled paper, an underline: the digits stand clear of the lines
-        pixels, length = across_cut
-        if down is not None:  # vertical runs stay whole where they cross (a 1 on a line)
-            pixels = pixels & ~down[0].T
+    down = _lines(mask.T)
+    down_line = down[0].T if down else np.zeros_like(mask)
+    rest = mask & ~across[0] & ~down_line  # the ink that is no line
+    across_cut = across[0] & ~_beside(rest, across[2])
+    down_cut = (down[0] & ~_beside(rest.T, down[2])).T if down else None
+    cut = _grid(mask, across_cut, across[1], down_cut)  # squared paper, a box: every digit
+    if cut is None:  # may touch a vertical line; ruled paper, an underline: digits stand clear
+        pixels = across_cut & ~down_line  # vertical runs stay whole where they cross (a 1)
         tallest = _tallest(mask & ~pixels)
-        if tallest and length < LINE * tallest:
+        if tallest and across[1] < LINE * tallest:
             return ink
         cut = pixels
     if not cut.any():
@@ -623,27 +608,37 @@ def _without_lines(ink: np.ndarray) -> np.ndarray:
     return out
 
 
-def _grid(mask, cuts):
-    """The pixels of a box's or squared paper's lines (`_without_lines`' `cuts`), or None:
-    horizontal lines LINE times as long as the tallest piece left without any line, and
-    vertical lines from the highest of them to the lowest, two or more, at least as far
-    apart as that piece is tall (a crossed 7's stem alone is not a box)."""
-    tallest = _tallest(mask & ~np.logical_or.reduce([c for c, _, _ in cuts]))
-    across = next(c for c in cuts if not c[2])
-    down = next((c for c in cuts if c[2]), None)
-    if not tallest or down is None or across[1] < LINE * tallest:
+def _beside(other: np.ndarray, thick: int) -> np.ndarray:
+    """Where `other` lies within thick + 1 px above or below: a stroke meets the line there."""
+    near = np.zeros_like(other)
+    for shift in range(1, thick + 2):
+        near[shift:] |= other[:-shift]
+        near[:-shift] |= other[shift:]
+    return near
+
+
+def _grid(mask, across, length, down):
+    """The pixels of a box's or squared paper's lines, or None: the horizontal lines
+    `across` (the longest `length`) LINE times as long as the tallest piece left without
+    any line, and vertical lines of `down` from the highest of them to the lowest, two or
+    more, at least as far apart as that piece is tall (a crossed 7's stem alone is not a
+    box)."""
+    if down is None:
         return None
-    rows = np.flatnonzero(across[0].any(axis=1))
+    tallest = _tallest(mask & ~across & ~down)
+    if not tallest or length < LINE * tallest:
+        return None
+    rows = np.flatnonzero(across.any(axis=1))
     if rows[-1] - rows[0] < tallest:
         return None
     tolerance = max(2, (rows[-1] - rows[0]) // 20)
-    top = np.argmax(down[0], axis=0)
-    bottom = len(down[0]) - 1 - np.argmax(down[0][::-1], axis=0)
-    columns = down[0].any(axis=0) & (top <= rows[0] + tolerance) & (bottom >= rows[-1] - tolerance)
+    top = np.argmax(down, axis=0)
+    bottom = len(down) - 1 - np.argmax(down[::-1], axis=0)
+    columns = down.any(axis=0) & (top <= rows[0] + tolerance) & (bottom >= rows[-1] - tolerance)
     starts = np.flatnonzero(columns & ~np.concatenate([[False], columns[:-1]]))
     if len(starts) < 2 or starts[-1] - starts[0] < tallest:
         return None
-    return across[0] | (down[0] & columns)
+    return across | (down & columns)
 
 
 def _lines(mask: np.ndarray):
