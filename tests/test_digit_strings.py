@@ -286,5 +286,15 @@ def test_scores_count_edit_distance_per_reference_digit():
     assert s == {"strings": 2, "exact": 0.5, "digit_error_rate": 1 / 6}
 
 
+def test_missed_digits_are_the_deletions_of_an_alignment():
+    assert digit_strings.missed("4186", "4186") == ""
+    assert digit_strings.missed("4186", "486") == "1"
+    assert digit_strings.missed("4186", "") == "4186"
+    assert digit_strings.missed("5595", "555") == "9"  # not a 5: the 9 has nothing to match
+    assert digit_strings.missed("4186", "4786") == ""  # a substitution, not a miss
+    assert digit_strings.missed("4186", "41886") == ""  # an insertion
+    assert digit_strings.missed("491", "41") == "9"
+
+
 def test_the_decoder_is_device_side():
     assert heavy_modules_after("import tinydigits.ctc") == []

@@ -218,6 +218,28 @@ def edit_distance(a, b) -> int:
     return row[-1]
 
 
+def missed(reference, hypothesis) -> str:
+    """The digits of `reference` that `hypothesis` left out, in a minimum-edit alignment
+    (substitutions before deletions where both are as short): missed("4186", "486") is "1"."""
+    n, m = len(reference), len(hypothesis)
+    cost = np.zeros((n + 1, m + 1), int)
+    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
+                             cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]))
+    out, i, j = [], n, m
+    while i > 0:
+        if j > 0 and cost[i, j] == cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+            i, j = i - 1, j - 1
+        elif cost[i, j] == cost[i - 1, j] + 1:
+            out.append(reference[i - 1])
+            i -= 1
+        else:
+            j -= 1
+    return "".join(reversed(out))
+
+
 def score(references, hypotheses) -> dict:
     """Exact-string accuracy and digit error rate (edit distance / reference digits)."""
     errors = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
