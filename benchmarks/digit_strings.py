@@ -22,8 +22,8 @@ device's `tinydigits.ctc.greedy_decode`. Measures:
   in quiet and with noise (white/pink/brown at 10 dB SNR), against the isolated model
   (spoken_digits.keras).
 - espeak-ng one-breath strings (6 voices x 3 rates x 6 strings of 3-8 digits, resampled to
-  8 kHz): digits right (1 - digit error rate) and exact strings, by voice, and the words
-  left out by digit. Never trained on.
+  8 kHz): digits right (1 - digit error rate) and exact strings, by voice. Never trained on.
+- Words left out, by digit, for every set of strings: the errors no second opinion mends.
 - The device's answer ("device" column, with int8): the isolated-word model (`--judge`) for
   under two digits heard, else each digit judged again by it on its stretch (`ctc.rescore`).
 - Size, and compute per second of audio (10 s inputs, median of 20 runs).
@@ -207,16 +207,21 @@ if espeak:
             s = digit_strings.score([espeak_digits[i] for i in mine], [got[i] for i in mine])
             row.append(f"{1 - s['digit_error_rate']:.1%}")
         print(f"| {r} | " + " | ".join(row) + " |")
-    print("\nespeak-ng one-breath strings, words left out by digit (missed / said): a word "
-          "the string model hears as blank no second opinion can restore\n")
-    print("| runner | " + " | ".join(WORDS) + " |")
-    print("|---|" + "---|" * len(WORDS))
-    said = "".join(espeak_digits)
+
+print("\nwords left out, by digit (missed / said): a word the string model hears as blank no "
+      "second opinion can restore\n")
+print("| set | runner | " + " | ".join(WORDS) + " |")
+print("|---|---|" + "---|" * len(WORDS))
+for name in (f"{fsdd_set} strings, clean", f"{fsdd_set} strings, re-recorded",
+             "espeak-ng one-breath strings"):
+    if name not in sets:
+        continue
+    said = "".join(sets[name][1])
     for r in readers:
-        got = decoded[("espeak-ng one-breath strings", r)]
-        left_out = "".join(digit_strings.missed(d, g) for d, g in zip(espeak_digits, got))
-        print(f"| {r} | " + " | ".join(f"{left_out.count(str(d))}/{said.count(str(d))}"
-                                       for d in range(10)) + " |")
+        left_out = "".join(digit_strings.missed(d, g)
+                           for d, g in zip(sets[name][1], decoded[(name, r)]))
+        print(f"| {name} | {r} | " + " | ".join(
+            f"{left_out.count(str(d))}/{said.count(str(d))}" for d in range(10)) + " |")
 
 isolated = keras.saving.load_model(args.isolated, safe_mode=True)
 print(f"\nlone digits against the isolated model ({args.isolated.name}, device preparation):\n")
