@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from tinydigits import digit_strings
 from tinydigits.audio import PAD_SECONDS, find_utterance
 
 FSDD_RATE = 8000
@@ -148,25 +149,9 @@ def build_noise_file(path, seconds=30.0, seed=0, rate=48000, channels=2,
 
 def align(truth, printed):
     """Levenshtein alignment of two label sequences: counts of each kind of edit."""
-    n, m = len(truth), len(printed)
-    cost = np.zeros((n + 1, m + 1), int)
-    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
-                             cost[i - 1, j - 1] + (truth[i - 1] != printed[j - 1]))
     counts = {"correct": 0, "substitutions": 0, "deletions": 0, "insertions": 0}
-    i, j = n, m
-    while i or j:
-        if i and j and cost[i, j] == cost[i - 1, j - 1] + (truth[i - 1] != printed[j - 1]):
-            counts["correct" if truth[i - 1] == printed[j - 1] else "substitutions"] += 1
-            i, j = i - 1, j - 1
-        elif i and cost[i, j] == cost[i - 1, j] + 1:
-            counts["deletions"] += 1
-            i -= 1
-        else:
-            counts["insertions"] += 1
-            j -= 1
+    for edit, _, _ in digit_strings.alignment(truth, printed):
+        counts[edit if edit == "correct" else edit + "s"] += 1
     return counts
 
 

@@ -294,6 +294,11 @@ def test_missed_digits_are_the_deletions_of_an_alignment():
     assert digit_strings.missed("4186", "4786") == ""  # a substitution, not a miss
     assert digit_strings.missed("4186", "41886") == ""  # an insertion
     assert digit_strings.missed("491", "41") == "9"
+    assert digit_strings.alignment("4186", "4786") == [
+        ("correct", "4", "4"), ("substitution", "1", "7"), ("correct", "8", "8"),
+        ("correct", "6", "6")]
+    assert [e for e, _, _ in digit_strings.alignment("12", "132")] == [
+        "correct", "insertion", "correct"]
 
 
 def test_the_decoder_is_device_side():

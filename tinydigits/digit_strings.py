@@ -218,9 +218,11 @@ def edit_distance(a, b) -> int:
     return row[-1]
 
 
-def missed(reference, hypothesis) -> str:
-    """The digits of `reference` that `hypothesis` left out, in a minimum-edit alignment
-    (substitutions before deletions where both are as short): missed("4186", "486") is "1"."""
+def alignment(reference, hypothesis) -> list:
+    """A minimum-edit alignment of two sequences, as (edit, reference item, hypothesis item)
+    from first to last; edit is "correct", "substitution", "deletion" (the hypothesis left
+    the reference item out) or "insertion". Where edits tie: substitutions first, then
+    deletions."""
     n, m = len(reference), len(hypothesis)
     cost = np.zeros((n + 1, m + 1), int)
     cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
@@ -228,16 +230,26 @@ def missed(reference, hypothesis) -> str:
         for j in range(1, m + 1):
             cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
                              cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]))
-    out, i, j = [], n, m
-    while i > 0:
-        if j > 0 and cost[i, j] == cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+    edits, i, j = [], n, m
+    while i or j:
+        if i and j and cost[i, j] == cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+            same = reference[i - 1] == hypothesis[j - 1]
+            edits.append(("correct" if same else "substitution", reference[i - 1],
+                          hypothesis[j - 1]))
             i, j = i - 1, j - 1
-        elif cost[i, j] == cost[i - 1, j] + 1:
-            out.append(reference[i - 1])
+        elif i and cost[i, j] == cost[i - 1, j] + 1:
+            edits.append(("deletion", reference[i - 1], None))
             i -= 1
         else:
+            edits.append(("insertion", None, hypothesis[j - 1]))
             j -= 1
-    return "".join(reversed(out))
+    return edits[::-1]
+
+
+def missed(reference, hypothesis) -> str:
+    """The digits of `reference` that `hypothesis` left out (the deletions of `alignment`):
+    missed("4186", "486") is "1"."""
+    return "".join(r for edit, r, _ in alignment(reference, hypothesis) if edit == "deletion")
 
 
 def score(references, hypotheses) -> dict:
