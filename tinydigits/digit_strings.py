@@ -208,16 +208,6 @@ def verification_strings(data_dir=None, seed=0):
     return pad(calibration, samples), pad(audio, samples), digits
 
 
-def edit_distance(a, b) -> int:
-    """Levenshtein distance between two strings (substitutions, insertions, deletions)."""
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
 def alignment(reference, hypothesis) -> list:
     """A minimum-edit alignment of two sequences, as (edit, reference item, hypothesis item)
     from first to last; edit is "correct", "substitution", "deletion" (the hypothesis left
@@ -244,6 +234,11 @@ def alignment(reference, hypothesis) -> list:
             edits.append(("insertion", None, hypothesis[j - 1]))
             j -= 1
     return edits[::-1]
+
+
+def edit_distance(a, b) -> int:
+    """Levenshtein distance between two strings (substitutions, insertions, deletions)."""
+    return sum(edit != "correct" for edit, _, _ in alignment(a, b))
 
 
 def missed(reference, hypothesis) -> str:
