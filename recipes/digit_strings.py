@@ -6,18 +6,20 @@ of any length (the time axis is `None`, so its `.tflite` takes any length throug
 Training strings are made every epoch from FSDD's training words (tinydigits/digit_strings.py:
 1-10 words, each at its own speed and level, overlapping to 600 ms apart, non-digit sounds
 in some gaps, the whole string re-recorded), and a quarter of them are strings said in one
-breath by flite's voices (tinydigits/flite_strings.py; needs `apt install flite`, rendered
-once into the dataset cache); test strings from FSDD's test words.
+breath by a synthesiser: flite's four English voices (tinydigits/flite_strings.py) or
+festival's ten, most with an accent (tinydigits/festival_strings.py), each rendered once
+into the dataset cache (`apt install flite festival` and festival's voices: README); test
+strings from FSDD's test words.
 
-    python recipes/digit_strings.py              # 21-32 min of training on 2 cores
+    python recipes/digit_strings.py              # 19-32 min of training on 2 cores
     python recipes/digit_strings.py --epochs 1   # a smoke run
     python recipes/digit_strings.py --split loso # leave-one-speaker-out: 6 trainings
     python recipes/digit_strings.py --split loso --speakers george nicolas  # some of them
     python recipes/digit_strings.py --split loso --speakers nicolas --keep-models  # to benchmark
 
-The shipped model (99.0% exact test strings) trained in 67.4 min alone on a slow 2-core
-VM; one leave-one-speaker-out fold of the same recipe (the same training) took 31.8 min alone
-on the 2-core machine of 2026-12-06, and the recipe with --seed 2 21.1 min on 2026-12-07's.
+The shipped model (97.3% exact test strings) trained in 18.6 min alone on the 2-core VM of
+2026-12-07; the recipe before festival's voices (the same network and steps) took 21.1 min
+there the same day, 31.8 min a fold on 2026-12-06's and 67.4 min on a slower VM.
 
 Writes tinydigits/models/digit_strings.keras, its metrics JSON and PNG plots (training
 curves; test strings' spectrograms with the frame-wise scores and the decoded string).
@@ -47,6 +49,7 @@ from tinydigits.blocks import (
 from tinydigits.datasets import load_fsdd
 from tinydigits.errors import DatasetError
 from tinydigits.features import AUDIO
+from tinydigits.festival_strings import FestivalStrings
 from tinydigits.files import save_keras
 from tinydigits.flite_strings import FliteStrings
 from tinydigits.malloc import keep_freed_memory
@@ -59,7 +62,7 @@ CURRICULUM = 2  # longest string in epoch e (from 0): 2 + e digits, up to 10; sh
 STRINGS_PER_EPOCH = 1500
 BATCH_SIZE = 32
 LEARNING_RATE = 2e-3  # peak; cosine decay to 0
-FLITE_PROBABILITY = 0.25  # strings said in one breath by flite's voices
+SYNTHETIC_PROBABILITY = 0.25  # strings said in one breath by a synthesiser: flite or festival
 BUCKET_SECONDS = 2.0  # a batch is padded to a multiple of this: 5 shapes, 5 traces
 CLASSES = 11  # CTC blank (0) and digits 0-9 (1-10)
 FRAME_STEP = 4  # two poolings by 2: one output frame per 4 log-mel frames (40 ms)
@@ -91,10 +94,11 @@ assert frame_seconds == ctc.FRAME_SECONDS
 try:
     fsdd = load_fsdd(args.data_dir)
     unknown = set(args.speakers or []) - set(fsdd.speaker)
-    if unknown:  # before flite's strings are rendered
+    if unknown:  # before the synthetic strings are rendered
         sys.exit(f"error: no FSDD speaker named {', '.join(sorted(unknown))}")
-    flite = FliteStrings.load(args.data_dir)  # rendered on the first run (~9 min)
-except DatasetError as e:  # a corrupt cache, no network, no flite: what to fix, no traceback
+    synthetic = [FliteStrings.load(args.data_dir),  # rendered on the first run (~9 min)
+                 FestivalStrings.load(args.data_dir)]  # likewise (4 min)
+except DatasetError as e:  # a corrupt cache, no network, no synthesiser: what to fix
     sys.exit(f"error: {e}")
 
 
@@ -115,7 +119,6 @@ class Strings(keras.utils.PyDataset):
         self.builder = digit_strings.StringBuilder(
             fsdd, train_idx, mixed_speakers=digit_strings.MIXED_SPEAKERS_PROBABILITY)
         self.clean_builder = digit_strings.StringBuilder(fsdd, train_idx, rerecorded=False)
-        self.flite = flite
 
     def __len__(self):
         return args.strings // args.batch_size
@@ -128,8 +131,8 @@ class Strings(keras.utils.PyDataset):
         for _ in range(args.batch_size):
             count = int(rng.integers(max(1, longest - 2), longest + 1))
             clean = rng.random() < digit_strings.CLEAN_PROBABILITY
-            if rng.random() < FLITE_PROBABILITY:
-                x, d = self.flite.build(rng, count)
+            if rng.random() < SYNTHETIC_PROBABILITY:  # flite or festival, half each
+                x, d = synthetic[rng.integers(len(synthetic))].build(rng, count)
             else:
                 x, d = (self.clean_builder if clean else self.builder).build(rng, count=count)
             audio.append(x)

@@ -66,6 +66,8 @@ def render(text, voice, stretch, exe=None) -> np.ndarray:
 
 
 class FliteStrings:
+    FILE = FILE
+
     def __init__(self, audio, digits):
         self.audio, self.digits = audio, digits
         self.by_length = {}
@@ -75,7 +77,7 @@ class FliteStrings:
     @classmethod
     def load(cls, path=None):
         """The rendered strings from the cache, rendering them first if absent."""
-        dest = data_dir(path) / FILE
+        dest = data_dir(path) / cls.FILE
         if not dest.exists():
             cls._render_all(dest)
         try:
