@@ -73,3 +73,12 @@ def test_a_missing_voice_or_festival_is_one_line_naming_the_package(tmp_path, mo
     with pytest.raises(DatasetError, match="apt install festival"):
         FestivalStrings.load(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_readme_and_ci_install_every_voice():
+    """The recipe needs every voice in VOICES; the README's line and CI must name them all."""
+    from conftest import REPO
+
+    readme, ci = (REPO / "README.md").read_text(), (REPO / ".ci" / "run").read_text()
+    for package in festival_strings.PACKAGES:
+        assert f" {package}" in readme and f" {package}" in ci, package
