@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import run_cli
+from test_flite_strings import check_rendered_cache
 
 from tinydigits import festival_strings
 from tinydigits.audio import find_utterance
@@ -54,15 +55,7 @@ def test_the_cache_is_written_whole_and_read_back(tmp_path, monkeypatch):
     monkeypatch.setattr(festival_strings, "PER_VOICE", 10)  # one string of each length 1-10
     monkeypatch.setattr(festival_strings, "VOICES", {
         v: festival_strings.VOICES[v] for v in ("czech_dita", "pc_diphone")})
-    bank = FestivalStrings.load(tmp_path)
-    assert sorted(map(len, bank.digits)) == sorted(list(range(1, 11)) * 2)
-    assert [p.name for p in tmp_path.iterdir()] == [festival_strings.FILE]  # no temporary left
-    longer = [len(a) for a, d in zip(bank.audio, bank.digits) if len(d) == 10]
-    shorter = [len(a) for a, d in zip(bank.audio, bank.digits) if len(d) == 1]
-    assert min(longer) > 3 * max(shorter)
-    again = FestivalStrings.load(tmp_path)  # from the file, not rendered again
-    assert again.digits == bank.digits
-    assert all(np.array_equal(a, b) for a, b in zip(again.audio, bank.audio))
+    check_rendered_cache(FestivalStrings, tmp_path)
 
 
 def test_a_missing_voice_or_festival_is_one_line_naming_the_package(tmp_path, monkeypatch):

@@ -24,15 +24,7 @@ def test_render_says_the_string_at_8khz_and_stretch_slows_it():
 def test_the_cache_is_written_whole_and_read_back(tmp_path, monkeypatch):
     monkeypatch.setattr(flite_strings, "PER_VOICE", 10)  # one string of each length 1-10
     monkeypatch.setattr(flite_strings, "VOICES", ("kal16", "slt"))
-    bank = FliteStrings.load(tmp_path)
-    assert sorted(map(len, bank.digits)) == sorted(list(range(1, 11)) * 2)
-    assert [p.name for p in tmp_path.iterdir()] == [flite_strings.FILE]  # no temporary left
-    longer = [len(a) for a, d in zip(bank.audio, bank.digits) if len(d) == 10]
-    shorter = [len(a) for a, d in zip(bank.audio, bank.digits) if len(d) == 1]
-    assert min(longer) > 3 * max(shorter)
-    again = FliteStrings.load(tmp_path)  # from the file, not rendered again
-    assert again.digits == bank.digits
-    assert all(np.array_equal(a, b) for a, b in zip(again.audio, bank.audio))
+    check_rendered_cache(FliteStrings, tmp_path)
 
 
 def test_a_cache_cut_short_is_refused(tmp_path, monkeypatch):
@@ -81,3 +73,17 @@ def test_lone_words_are_the_one_digit_strings_each_a_word(tmp_path, monkeypatch)
         assert word is audio
         assert find_utterance(word) is not None
         assert len(word) < 1.5 * flite_strings.RATE
+
+
+def check_rendered_cache(bank_class, tmp_path, voices=2):
+    """A bank of one string of each length 1-10 per voice, rendered into `tmp_path`: one
+    whole file, long strings longer than short ones, and the same strings read back."""
+    bank = bank_class.load(tmp_path)
+    assert sorted(map(len, bank.digits)) == sorted(list(range(1, 11)) * voices)
+    assert [p.name for p in tmp_path.iterdir()] == [bank_class.FILE]  # no temporary left
+    longer = [len(a) for a, d in zip(bank.audio, bank.digits) if len(d) == 10]
+    shorter = [len(a) for a, d in zip(bank.audio, bank.digits) if len(d) == 1]
+    assert min(longer) > 3 * max(shorter)
+    again = bank_class.load(tmp_path)  # from the file, not rendered again
+    assert again.digits == bank.digits
+    assert all(np.array_equal(a, b) for a, b in zip(again.audio, bank.audio))

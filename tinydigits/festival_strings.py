@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tinydigits import digit_strings
+from tinydigits import digit_strings, flite_strings
 from tinydigits.audio import resample
 from tinydigits.errors import DatasetError
 from tinydigits.files import atomic_path
-from tinydigits.flite_strings import PAUSE_PROBABILITY, RATE, STRETCH, FliteStrings
+from tinydigits.flite_strings import RATE, STRETCH, FliteStrings
 
 # The digit words zero-nine spelt for each language's letter-to-sound rules.
 SPELLINGS = {
@@ -65,13 +65,8 @@ def text2wave():
 
 
 def text_of(digits, voice, rng) -> str:
-    words = SPELLINGS[VOICES[voice][0]].split()
-    said = [words[int(d)] for d in digits]
-    if len(said) > 2 and rng.random() < PAUSE_PROBABILITY:  # grouped: "four one eight, six"
-        for k in sorted(rng.choice(np.arange(1, len(said)), rng.integers(1, 3),
-                                   replace=False), reverse=True):
-            said[k - 1] += ","
-    return " ".join(said)
+    """flite_strings.text_of with `voice`'s spellings."""
+    return flite_strings.text_of(digits, rng, SPELLINGS[VOICES[voice][0]].split())
 
 
 def render(text, voice, stretch, exe=None) -> np.ndarray:

@@ -46,13 +46,14 @@ def flite():
     return path
 
 
-def text_of(digits, rng) -> str:
-    words = [WORDS[int(d)] for d in digits]
-    if len(words) > 2 and rng.random() < PAUSE_PROBABILITY:
-        for k in sorted(rng.choice(np.arange(1, len(words)), rng.integers(1, 3),
+def text_of(digits, rng, words=WORDS) -> str:
+    """The words of `digits`, sometimes grouped by commas: "four one eight, six"."""
+    said = [words[int(d)] for d in digits]
+    if len(said) > 2 and rng.random() < PAUSE_PROBABILITY:
+        for k in sorted(rng.choice(np.arange(1, len(said)), rng.integers(1, 3),
                                    replace=False), reverse=True):
-            words[k - 1] += ","
-    return " ".join(words)
+            said[k - 1] += ","
+    return " ".join(said)
 
 
 def render(text, voice, stretch, exe=None) -> np.ndarray:
