@@ -28,7 +28,6 @@ import soundfile as sf
 from tinydigits import digit_strings, flite_strings
 from tinydigits.audio import resample
 from tinydigits.errors import DatasetError
-from tinydigits.files import atomic_path
 from tinydigits.flite_strings import RATE, STRETCH, FliteStrings
 
 # The digit words zero-nine spelt for each language's letter-to-sound rules.
@@ -97,16 +96,10 @@ class FestivalStrings(FliteStrings):
                 jobs.append((text_of(d, voice, rng), voice, rng.uniform(*STRETCH), d))
         print(f"festival: rendering {len(jobs)} strings with {len(VOICES)} voices", flush=True)
 
-        def one(job):
-            x = render(*job[:3], exe)
-            return np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
-
         audio = []
         with ThreadPoolExecutor(2) as pool:  # festival is a process each: two cores
-            for x in pool.map(one, jobs):
+            for x in pool.map(lambda job: render(*job[:3], exe), jobs):
                 audio.append(x)
                 if len(audio) % PER_VOICE == 0:
                     print(f"festival: {len(audio)}/{len(jobs)} strings", flush=True)
-        with atomic_path(dest, suffix=".npz") as tmp:
-            np.savez(tmp, samples=np.concatenate(audio), digits=np.array([j[3] for j in jobs]),
-                     ends=np.cumsum([len(a) for a in audio]))
+        FliteStrings.save(dest, audio, [j[3] for j in jobs])

@@ -103,8 +103,15 @@ class FliteStrings:
             for k in range(PER_VOICE):
                 d = "".join(map(str, rng.integers(0, 10, k % digit_strings.MAX_DIGITS + 1)))
                 x = render(text_of(d, rng), voice, rng.uniform(*STRETCH), exe)
-                audio.append(np.round(np.clip(x, -1, 1) * 32767).astype(np.int16))
+                audio.append(x)
                 digits.append(d)
+        FliteStrings.save(dest, audio, digits)
+
+    @staticmethod
+    def save(dest, audio, digits):
+        """Rendered strings (float audio, digit strings) as the cache `load` reads, whole
+        or not at all: int16 samples end to end, each string's end, its digits."""
+        audio = [np.round(np.clip(x, -1, 1) * 32767).astype(np.int16) for x in audio]
         with atomic_path(dest, suffix=".npz") as tmp:
             np.savez(tmp, samples=np.concatenate(audio), digits=np.array(digits),
                      ends=np.cumsum([len(a) for a in audio]))
