@@ -261,7 +261,7 @@ def plot_strings(logmels, probs, references, hypotheses, seconds, path):
     from tinydigits import reports
     from tinydigits.ctc import greedy_decode
 
-    plt = reports._pyplot()
+    plt = reports.pyplot()
     fig, axes = plt.subplots(2 * len(logmels), 1, figsize=(10, 2.6 * len(logmels)),
                              gridspec_kw={"height_ratios": [3, 2] * len(logmels)})
     for k, (m, p, ref, hyp, s) in enumerate(zip(logmels, probs, references, hypotheses, seconds)):

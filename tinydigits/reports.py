@@ -12,7 +12,7 @@ import numpy as np
 from tinydigits.files import atomic_path, write_text
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,12 +24,12 @@ def _pyplot():
 def save_figure(fig, path):
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def plot_history(history: dict, path, title=""):
     """Loss and accuracy per epoch, training and validation side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
@@ -54,7 +54,7 @@ def confusion_matrix(y_true, y_pred, classes=10) -> np.ndarray:
 
 def plot_confusion(y_true, y_pred, path, title="", labels=None):
     """Confusion matrix with counts in the cells; the diagonal is right answers."""
-    plt = _pyplot()
+    plt = pyplot()
     m = confusion_matrix(y_true, y_pred, len(labels) if labels else 10)
     labels = labels or [str(i) for i in range(len(m))]
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -94,7 +94,7 @@ def _jsonable(value):
 
 def plot_spectrograms(logmels, labels, predicted, path, captions=None, columns=5):
     """A grid of log-mel spectrograms (frames x mel bins) with true and predicted digit."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = int(np.ceil(len(logmels) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 1.9 * rows), squeeze=False)
     for ax in axes.flat:
