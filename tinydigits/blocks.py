@@ -163,38 +163,10 @@ class LogMelFrames(LogMelSpectrogram):
     a stream is cut into change nothing. The caller sets the level first, as training does
     (`audio.normalise_level` over the speech span). Same filterbank blocks, same float32
     rules for export (the layer is a `LogMelSpectrogram`, named `frontend`).
-
-    With `equalise=K` it does take off one thing per input: its microphone's colour, the
-    mean log-mel of its loud frames smoothed to K cosines over the mel bins (K=0: off).
     """
 
-    LOUD_RANGE = float(np.log(100.0))  # 20 dB, in the natural-log power of `log_mel`
-    PRIOR_FRAMES = 100.0  # loud 10 ms frames the colour estimate counts as half-trusted
-
-    def __init__(self, equalise=0, **kwargs):
-        super().__init__(**kwargs)
-        self.config["equalise"] = equalise
-        if equalise:  # the first `equalise` cosines over the mel bins, orthonormal
-            k, n = np.arange(equalise), np.arange(self.config["mel_bins"]) + 0.5
-            basis = np.cos(np.pi / self.config["mel_bins"] * np.outer(n, k))
-            self.cosines = (basis / np.linalg.norm(basis, axis=0)).astype(np.float32)
-
     def call(self, audio):
-        logmel = self.log_mel(audio)  # (batch, frames, mel_bins)
-        if not self.config["equalise"]:
-            return logmel
-        # The input's own microphone: the mean of its loud frames (within 20 dB of its
-        # loudest), smoothed to its first few cosines over the mel bins, taken off every frame.
-        level = keras.ops.mean(logmel, axis=2, keepdims=True)  # (batch, frames, 1)
-        loud = keras.ops.cast(
-            level > keras.ops.max(level, axis=1, keepdims=True) - self.LOUD_RANGE, "float32")
-        count = keras.ops.sum(loud, axis=1)  # (batch, 1)
-        mean = keras.ops.sum(logmel * loud, axis=1) / count
-        colour = keras.ops.matmul(keras.ops.matmul(mean, self.cosines), self.cosines.T)
-        # A word or two is its own spectrum as much as its microphone's: trust the estimate
-        # as it grows (a lone word ~25%, ten words ~70%).
-        trust = count / (count + self.PRIOR_FRAMES)
-        return logmel - (trust * colour)[:, None, :]
+        return self.log_mel(audio)  # (batch, frames, mel_bins)
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]
