@@ -79,7 +79,9 @@ class LogMelSpectrogram(layers.Layer):
     spectrum's ~80 dB range. Int8 exports denylist it by name (`frontend`); for
     dynamic-range export, which quantizes every weight tensor of 1,024+ elements
     together with its input, the mel projection is split into blocks of fewer weights
-    (129 x 7 = 903), so the converter leaves it in float32.
+    (at most 129 x 7 = 903), so the converter leaves it in float32. Each block multiplies
+    only the FFT bins its filters hear: the rest of a triangular filterbank is zeros (8.5 KB
+    of the int8 string model).
     """
 
     MAX_FLOAT_BLOCK = 1023  # dynamic-range quantization skips smaller weight tensors
@@ -92,7 +94,11 @@ class LogMelSpectrogram(layers.Layer):
                            fmin=fmin, fmax=fmax, floor=floor)
         filters = mel_filterbank(sample_rate, fft_length, mel_bins, fmin, fmax)
         width = max(1, self.MAX_FLOAT_BLOCK // filters.shape[0])  # 7 mel bins per block
-        self.blocks = [filters[:, i:i + width] for i in range(0, mel_bins, width)]
+        self.blocks = []  # (first FFT bin, last + 1, filters): only the bins a block hears
+        for i in range(0, mel_bins, width):
+            heard = np.flatnonzero(filters[:, i:i + width].any(axis=1))
+            lo, hi = int(heard[0]), int(heard[-1]) + 1
+            self.blocks.append((lo, hi, filters[lo:hi, i:i + width]))
 
     def log_mel(self, audio):
         """(batch, samples) -> log-mel (batch, frames, mel_bins), no normalisation."""
@@ -100,7 +106,8 @@ class LogMelSpectrogram(layers.Layer):
         real, imag = keras.ops.stft(audio, c["frame_length"], c["frame_step"], c["fft_length"],
                                     window="hann", center=True)
         power = real * real + imag * imag  # (batch, frames, fft_length // 2 + 1)
-        mel = keras.ops.concatenate([keras.ops.matmul(power, b) for b in self.blocks], -1)
+        mel = keras.ops.concatenate(
+            [keras.ops.matmul(power[..., lo:hi], b) for lo, hi, b in self.blocks], -1)
         return keras.ops.log(mel + c["floor"])
 
     def call(self, audio):
